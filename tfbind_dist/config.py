@@ -1,0 +1,211 @@
+"""Typed run configuration, loaded from YAML and overridden from the command line.
+
+A run is described by one `RunConfig` (data, model, train sections). YAML files
+under `jobs/` hold these sections; `--set key=value` overrides one field, by its
+dotted path (`train.steps`) or, when unambiguous, by its bare name (`steps`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TFS = ("ARID3", "ATF2", "BACH1", "CTCF", "ELK1", "GABPA", "MAX", "REST", "SRF", "ZNF24")
+SPLITS = ("train", "valid", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message names it."""
+
+
+@dataclass
+class DataConfig:
+    """Where a TF's splits come from and how sequences are encoded."""
+
+    tf: str = "CTCF"
+    path: str = "synthetic"  # a Parquet dataset dir, a chapter CSV dir, or "synthetic"
+    n_policy: str = "uniform"  # how N is one-hot encoded: uniform | zeros | ones | error
+    loader: str = "grain"  # grain | tfdata
+    eval_batch_size: int = 1024
+    synth_n_train: int = 6000  # rows per TF in the train split when path == "synthetic"
+    synth_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """A named preset plus field overrides (e.g. dropout_rate: 0.0)."""
+
+    name: str = "conv_v2"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe; defaults are chapter 3's."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 1e-4  # used by adamw
+    warmup_steps: int = 0
+    eval_every: int = 100
+    seed: int = 42
+    halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; saved as RUN_DIR/config.yaml."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "RunConfig":
+        from tfbind_dist.data.encoding import N_POLICIES
+        from tfbind_dist.models.registry import PRESETS
+
+        checks = [
+            (self.data.n_policy in N_POLICIES, "data.n_policy", f"one of {N_POLICIES}"),
+            (self.data.loader in ("grain", "tfdata"), "data.loader", "grain or tfdata"),
+            (self.model.name in PRESETS, "model.name", f"one of {sorted(PRESETS)}"),
+            (self.train.optimizer in ("adam", "adamw"), "train.optimizer", "adam or adamw"),
+            (self.train.steps > 0, "train.steps", "positive"),
+            (self.train.batch_size > 0, "train.batch_size", "positive"),
+            (self.train.eval_every > 0, "train.eval_every", "positive"),
+            (self.data.eval_batch_size > 0, "data.eval_batch_size", "positive"),
+        ]
+        for ok, key, expected in checks:
+            if not ok:
+                raise ConfigError(f"{key} must be {expected}, got {get_value(self, key)!r}")
+        return self
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or raise naming the key."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r}") from None
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        key = f"{prefix}{sorted(unknown)[0]}"
+        raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(names)}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _from_dict(hint, value, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**values)
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a validated RunConfig from nested dicts (missing keys take defaults)."""
+    return _from_dict(RunConfig, data or {}, "").validate()
+
+
+def load(path: str | Path) -> RunConfig:
+    """Load a RunConfig from a YAML file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def save(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _resolve_key(key: str) -> str:
+    """Map a bare field name to its dotted path, if exactly one section has it."""
+    if "." in key:
+        return key
+    owners = [f.name for f in dataclasses.fields(RunConfig) if key in {g.name for g in dataclasses.fields(typing.get_type_hints(RunConfig)[f.name])}]
+    if len(owners) != 1:
+        raise ConfigError(f"unknown or ambiguous config key {key!r}; use section.key (e.g. train.steps)")
+    return f"{owners[0]}.{key}"
+
+
+def get_value(config: RunConfig, key: str) -> Any:
+    obj: Any = config
+    for part in _resolve_key(key).split("."):
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    return obj
+
+
+def with_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy with dotted-key overrides applied (`model.overrides.x` is allowed)."""
+    data = config.to_dict()
+    for key, value in overrides.items():
+        path = _resolve_key(key).split(".")
+        node = data
+        for part in path[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown config key {key!r}")
+            node = node[part]
+        if path[:2] != ["model", "overrides"] and path[-1] not in node:
+            raise ConfigError(f"unknown config key {key!r}")
+        if isinstance(value, str) and path[:2] == ["model", "overrides"]:
+            value = yaml.safe_load(value)
+        node[path[-1]] = value
+    return from_dict(data)
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """Parse repeated `KEY=VALUE` flags."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,38 @@
+"""Resolve a data config to a directory of TF splits (generating synthetic data on demand)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tfbind_dist.config import SPLITS, DataConfig
+from tfbind_dist.data.io import DataError, SplitData, load_split, split_path
+
+
+def synthetic_cache_dir(n_train: int, seed: int) -> Path:
+    root = Path(os.environ.get("TFBIND_CACHE", Path.home() / ".cache" / "tfbind_dist"))
+    return root / f"synthetic-n{n_train}-s{seed}"
+
+
+def resolve_data_dir(cfg: DataConfig) -> Path:
+    """The directory holding `cfg.tf`'s splits; synthetic data is made once and cached."""
+    if cfg.path != "synthetic":
+        path = Path(cfg.path)
+        if not path.is_dir():
+            raise DataError(f"data path {path} is not a directory (use a dataset dir or 'synthetic')")
+        return path
+    from tfbind_dist.data.synthetic import synthesize
+
+    path = synthetic_cache_dir(cfg.synth_n_train, cfg.synth_seed)
+    if not all(split_path(path, cfg.tf, s).exists() for s in SPLITS):
+        synthesize(path, tfs=[cfg.tf], n_train=cfg.synth_n_train, seed=cfg.synth_seed)
+    return path
+
+
+def load_splits(cfg: DataConfig, splits=SPLITS) -> dict[str, SplitData]:
+    """Load the requested splits of the configured TF."""
+    data_dir = resolve_data_dir(cfg)
+    loaded = {s: load_split(data_dir, cfg.tf, s, n_policy=cfg.n_policy) for s in splits}
+    lengths = {s: d.length for s, d in loaded.items()}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{data_dir}: {cfg.tf} splits have different sequence lengths {lengths}")
+    return loaded

@@ -1,0 +1,5 @@
+"""Flax model families and their named presets."""
+from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel
+from tfbind_dist.models.registry import PRESETS, build_model, has_batch_norm
+
+__all__ = ["ConvModel", "ConvModelV2", "ConvTransformerModel", "PRESETS", "build_model", "has_batch_norm"]

@@ -1,0 +1,280 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+The run directory is the contract with sweeps, scoring and explain:
+  config.yaml, metrics.parquet (step, split, metric, value), checkpoints/{latest,best},
+  summary.json, learning_curve.png, tb/ (TensorBoard events).
+Re-running with the same workdir resumes from the latest checkpoint; a finished run
+is not trained again.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from tfbind_dist import config as config_lib
+from tfbind_dist.config import RunConfig
+from tfbind_dist.data.io import SplitData, write_table_atomic
+from tfbind_dist.data.pipeline import process_shard, train_dataset
+from tfbind_dist.data.sources import load_splits
+from tfbind_dist.models import build_model
+from tfbind_dist.train.checkpoint import RunCheckpoints
+from tfbind_dist.train.evaluate import evaluate_split
+from tfbind_dist.train.mesh import check_batch_divisible, make_mesh, shard_batch
+from tfbind_dist.train.plots import plot_learning_curve
+from tfbind_dist.train.state import create_state, make_optimizer
+from tfbind_dist.train.steps import make_logits_fn, make_train_step
+
+METRIC_COLUMNS = ["step", "split", "metric", "value"]
+
+
+class RunConfigMismatch(ValueError):
+    """A workdir holds a run with a different configuration."""
+
+
+@dataclass
+class Model:
+    """A trained model restored from a run directory, ready for inference."""
+
+    config: RunConfig
+    module: Any
+    params: Any
+    batch_stats: Any
+    length: int
+    step: int
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return {"params": self.params, "batch_stats": self.batch_stats} if self.batch_stats else {"params": self.params}
+
+
+def is_primary() -> bool:
+    return jax.process_index() == 0
+
+
+def _prepare_workdir(config: RunConfig, workdir: Path) -> None:
+    """Write config.yaml, or check that an existing one matches (ignoring halt_after)."""
+    path = workdir / "config.yaml"
+    if path.exists():
+        old = config_lib.load(path).to_dict()
+        new = config.to_dict()
+        old["train"]["halt_after"] = new["train"]["halt_after"] = None
+        for section in new:
+            for key, value in new[section].items():
+                if old[section].get(key) != value:
+                    raise RunConfigMismatch(
+                        f"{workdir} holds a run with {section}.{key}={old[section].get(key)!r}, "
+                        f"not {value!r}; use another --out or the same settings to resume"
+                    )
+    elif is_primary():
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_lib.save(config, path)
+
+
+class MetricsLog:
+    """Rows of (step, split, metric, value), persisted to metrics.parquet and TensorBoard."""
+
+    def __init__(self, workdir: Path, resume_step: int):
+        self.path = workdir / "metrics.parquet"
+        self.rows: list[tuple[int, str, str, float]] = []
+        if self.path.exists():
+            old = pd.read_parquet(self.path)
+            old = old[old.step <= resume_step]
+            self.rows = list(old.itertuples(index=False, name=None))
+        self.writer = None
+        if is_primary():
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(workdir / "tb"))
+
+    def add(self, step: int, split: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            self.rows.append((int(step), split, metric, float(value)))
+            if self.writer is not None:
+                self.writer.add_scalar(f"{split}/{metric}", float(value), int(step))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=METRIC_COLUMNS)
+
+    def flush(self) -> None:
+        if is_primary():
+            import pyarrow as pa
+
+            write_table_atomic(pa.Table.from_pandas(self.frame(), preserve_index=False), self.path)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def make_train_iterator(config: RunConfig, train: SplitData, per_process_batch: int):
+    """The configured loader's iterator over this process's shard of the train split."""
+    if config.data.loader == "tfdata":
+        from tfbind_dist.data.tfdata import TFDataTrainIterator
+
+        codes, labels = process_shard(train, jax.process_index(), jax.process_count())
+        return TFDataTrainIterator(codes, labels, batch_size=per_process_batch, seed=config.train.seed)
+    dataset = train_dataset(train, batch_size=per_process_batch, seed=config.train.seed,
+                            process_index=jax.process_index(), process_count=jax.process_count())
+    return iter(dataset)
+
+
+def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train one TF model on every visible device; resume if `workdir` holds a checkpoint.
+
+    Returns the run summary (also written to `workdir/summary.json`). With
+    `train.halt_after`, stops early after that many steps with a resumable checkpoint
+    and returns a summary whose `status` is "halted".
+    """
+    workdir = Path(workdir).absolute()
+    config.validate()
+    _prepare_workdir(config, workdir)
+    summary_path = workdir / "summary.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+
+    started = time.time()
+    cfg, tcfg = config, config.train
+    splits = load_splits(cfg.data)
+    length = splits["train"].length
+    plan = make_mesh()
+    check_batch_divisible(tcfg.batch_size, plan)
+    if tcfg.batch_size % jax.process_count():
+        raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by {jax.process_count()} processes")
+    eval_batch = max(plan.num_devices, cfg.data.eval_batch_size // plan.num_devices * plan.num_devices)
+
+    model = build_model(cfg.model.name, **cfg.model.overrides)
+    tx = make_optimizer(tcfg)
+    state = jax.device_put(create_state(model, tx, length, tcfg.seed), plan.replicated)
+    batches = make_train_iterator(cfg, splits["train"], tcfg.batch_size // jax.process_count())
+    checkpoints = RunCheckpoints(workdir / "checkpoints")
+
+    progress_record: dict[str, Any] = {"best_auroc": -1.0, "best_step": 0, "wall_seconds": 0.0}
+    restored = checkpoints.restore_latest(state, batches)
+    start_step = 0
+    if restored is not None:
+        start_step, state, progress_record = restored
+    metrics = MetricsLog(workdir, resume_step=start_step)
+
+    train_step = make_train_step(model, tx, plan, cfg.data.n_policy)
+    logits_fn = make_logits_fn(model, cfg.data.n_policy, plan)
+    end_step = tcfg.steps if tcfg.halt_after is None else min(tcfg.steps, start_step + tcfg.halt_after)
+    pending: list[tuple[int, jax.Array]] = []
+    last_auroc = float("nan")
+
+    def flush_train_losses():
+        if pending:
+            values = np.asarray(jax.device_get(jnp.stack([loss for _, loss in pending])))
+            for (step, _), value in zip(pending, values):
+                metrics.add(step, "train", {"loss": value})
+            pending.clear()
+            return float(values[-1])
+        return float("nan")
+
+    bar = tqdm(total=tcfg.steps, initial=start_step, disable=not (progress and is_primary()),
+               desc=f"{cfg.data.tf}/{cfg.model.name}", unit="step", dynamic_ncols=True)
+    for step in range(start_step + 1, end_step + 1):
+        batch = shard_batch(plan, next(batches))
+        state, loss = train_step(state, batch["codes"], batch["labels"])
+        pending.append((step, loss))
+        bar.update(1)
+        if step % tcfg.eval_every == 0 or step == tcfg.steps:
+            last_loss = flush_train_losses()
+            valid = evaluate_split(logits_fn, state.params, state.batch_stats, splits["valid"], plan, eval_batch)
+            metrics.add(step, "valid", valid)
+            last_auroc = valid["auroc"]
+            progress_record["wall_seconds"] += time.time() - started
+            started = time.time()
+            if valid["auroc"] > progress_record["best_auroc"]:
+                progress_record.update(best_auroc=valid["auroc"], best_step=step)
+                checkpoints.save_best(step, state, progress_record)
+            checkpoints.save_latest(step, state, batches, progress_record)
+            metrics.flush()
+            bar.set_postfix(loss=f"{last_loss:.4f}", valid_auroc=f"{last_auroc:.4f}",
+                            best=f"{progress_record['best_auroc']:.4f}")
+    bar.close()
+
+    if end_step < tcfg.steps:  # halted: leave a resumable checkpoint at this exact step
+        flush_train_losses()
+        if end_step > start_step and end_step % tcfg.eval_every:
+            progress_record["wall_seconds"] += time.time() - started
+            checkpoints.save_latest(end_step, state, batches, progress_record)
+        metrics.flush()
+        checkpoints.wait()
+        checkpoints.close()
+        metrics.close()
+        return {"status": "halted", "step": end_step, "tf": cfg.data.tf, "model": cfg.model.name}
+
+    checkpoints.wait()
+    best_step, best_state = checkpoints.restore_best(state)
+    test = evaluate_split(logits_fn, best_state.params, best_state.batch_stats, splits["test"], plan, eval_batch)
+    metrics.add(best_step, "test", test)
+    metrics.flush()
+    progress_record["wall_seconds"] += time.time() - started
+    summary = {
+        "status": "finished",
+        "tf": cfg.data.tf,
+        "model": cfg.model.name,
+        "steps": tcfg.steps,
+        "best_step": int(best_step),
+        "best_valid_auroc": float(progress_record["best_auroc"]),
+        "test_auroc": test["auroc"],
+        "test_auprc": test["auprc"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "num_devices": plan.num_devices,
+        "num_processes": jax.process_count(),
+        "wall_seconds": round(progress_record["wall_seconds"], 2),
+        "data": str(cfg.data.path),
+        "train_rows": len(splits["train"]),
+        "length": length,
+    }
+    if is_primary():
+        plot_learning_curve(metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", workdir / "learning_curve.png")
+        tmp = summary_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(summary_path)
+    checkpoints.close()
+    metrics.close()
+    return summary
+
+
+def load_model(workdir: str | Path, which: str = "best") -> Model:
+    """Restore a run's best (or latest) checkpoint for inference, on the default device."""
+    workdir = Path(workdir).absolute()
+    if not (workdir / "config.yaml").exists():
+        raise FileNotFoundError(f"{workdir} is not a run directory (no config.yaml)")
+    config = config_lib.load(workdir / "config.yaml")
+    length = _run_sequence_length(workdir, config)
+    module = build_model(config.model.name, **config.model.overrides)
+    tx = make_optimizer(config.train)
+    target = create_state(module, tx, length, config.train.seed)
+    checkpoints = RunCheckpoints(workdir / "checkpoints")
+    try:
+        if which == "best":
+            step, state = checkpoints.restore_best(target)
+        else:
+            restored = checkpoints.restore_latest(target, None)
+            if restored is None:
+                raise FileNotFoundError(f"no checkpoint under {workdir / 'checkpoints'}")
+            step, state, _ = restored
+    finally:
+        checkpoints.close()
+    return Model(config, module, state.params, state.batch_stats, length, int(step))
+
+
+def _run_sequence_length(workdir: Path, config: RunConfig) -> int:
+    """Sequence length the run was trained on (from the params' flattened dense input)."""
+    meta = workdir / "summary.json"
+    if meta.exists() and "length" in json.loads(meta.read_text()):
+        return int(json.loads(meta.read_text())["length"])
+    return load_splits(config.data, splits=("valid",))["valid"].length

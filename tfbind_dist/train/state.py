@@ -1,0 +1,57 @@
+"""Train state, optimiser and initialisation."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from tfbind_dist.config import TrainConfig
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything that changes during training, as one pytree (checkpointed whole)."""
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jax.Array  # base key; per-step dropout keys are fold_in(rng, step)
+
+
+def make_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Cosine decay from the learning rate over all steps, with an optional linear warm-up."""
+    if cfg.warmup_steps:
+        return optax.warmup_cosine_decay_schedule(
+            0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1)
+        )
+    return optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=cfg.steps)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    schedule = make_schedule(cfg)
+    if cfg.optimizer == "adamw":
+        return optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    return optax.adam(schedule)
+
+
+def init_variables(model: nn.Module, length: int, seed: int) -> dict[str, Any]:
+    """Initialise model variables for (1, length, 4) inputs from a seed."""
+    init_key = jax.random.split(jax.random.PRNGKey(seed))[0]
+    return model.init(init_key, jnp.zeros((1, length, 4), jnp.float32), is_training=False)
+
+
+def create_state(model: nn.Module, tx: optax.GradientTransformation, length: int, seed: int) -> TrainState:
+    """A fresh TrainState: params from `seed`, dropout base key from the same seed."""
+    variables = init_variables(model, length, seed)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=jax.random.split(jax.random.PRNGKey(seed))[1],
+    )
