@@ -7,6 +7,8 @@ the same rows as the grain loader's, in a different order.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 
@@ -39,10 +41,14 @@ class TFDataTrainIterator:
         self._next_index += 1
         return next(self._iterator)
 
-    def get_state(self) -> dict[str, int]:
-        return {"next_index": self._next_index}
+    def get_state(self) -> bytes:
+        """JSON bytes, the form grain's orbax handler stores for non-grain iterators."""
+        return json.dumps({"next_index": self._next_index}).encode()
 
-    def set_state(self, state: dict[str, int]) -> None:
+    def set_state(self, state: bytes) -> None:
         """Reposition by rebuilding the (deterministic, seeded) pipeline and skipping ahead."""
-        self._next_index = int(state["next_index"])
+        self._next_index = int(json.loads(state)["next_index"])
         self._iterator = self._build(skip=self._next_index)
+
+    def start_prefetch(self) -> None:
+        """Called by grain's checkpoint handler after a restore; tf.data prefetches on its own."""

@@ -128,12 +128,13 @@ def make_train_iterator(config: RunConfig, train: SplitData, per_process_batch: 
     return iter(dataset)
 
 
-def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool = True, devices=None) -> dict[str, Any]:
     """Train one TF model on every visible device; resume if `workdir` holds a checkpoint.
 
     Returns the run summary (also written to `workdir/summary.json`). With
     `train.halt_after`, stops early after that many steps with a resumable checkpoint
-    and returns a summary whose `status` is "halted".
+    and returns a summary whose `status` is "halted". `devices` restricts the mesh
+    (default: every device of every process).
     """
     workdir = Path(workdir).absolute()
     config.validate()
@@ -146,7 +147,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     cfg, tcfg = config, config.train
     splits = load_splits(cfg.data)
     length = splits["train"].length
-    plan = make_mesh()
+    plan = make_mesh(devices)
     check_batch_divisible(tcfg.batch_size, plan)
     if tcfg.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by {jax.process_count()} processes")

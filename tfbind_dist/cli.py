@@ -1,0 +1,224 @@
+"""`tfbind`: command-line entry point. Each command parses flags and calls one library function."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EPILOG = "Docs: README.md. Every command exits non-zero with one line naming the bad file/row/field on bad input."
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML run config (data/model/train sections); flags below override it")
+    p.add_argument("--tf", help="transcription factor, e.g. CTCF (data.tf)")
+    p.add_argument("--model", help="model preset: conv, conv_v2, baseline, single_conv_only, fewer_conv_channels, "
+                                   "remove_MLP, add_one_transformer_block, add_two_transformer_block")
+    p.add_argument("--data", help="dataset dir (Parquet from `tfbind data import`, or chapter CSVs) or 'synthetic'")
+    p.add_argument("--steps", type=int, help="training steps (default 1000)")
+    p.add_argument("--batch-size", type=int, help="global batch size, split over all devices (default 32)")
+    p.add_argument("--seed", type=int, help="PRNG seed for init, dropout and shuffling (default 42)")
+    p.add_argument("--loader", choices=["grain", "tfdata"], help="input pipeline (tfdata needs the [tf] extra)")
+    p.add_argument("--halt-after", type=int, help="stop after N steps with a resumable checkpoint (preemption drill)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
+
+
+def _run_config(args):
+    from tfbind_dist import config as C
+
+    cfg = C.load(args.config) if args.config else C.RunConfig()
+    flags = {"data.tf": args.tf, "model.name": args.model, "data.path": args.data, "train.steps": args.steps,
+             "train.batch_size": args.batch_size, "train.seed": args.seed, "data.loader": args.loader,
+             "train.halt_after": args.halt_after}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    overrides.update(C.parse_set_args(args.set))
+    return C.with_overrides(cfg, overrides)
+
+
+def cmd_train(args) -> int:
+    from tfbind_dist.train.loop import train_and_evaluate
+
+    summary = train_and_evaluate(_run_config(args), args.out, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import jax
+
+    from tfbind_dist.data.sources import load_splits
+    from tfbind_dist.train.evaluate import evaluate_split
+    from tfbind_dist.train.loop import load_model
+    from tfbind_dist.train.mesh import make_mesh
+    from tfbind_dist.train.steps import make_logits_fn
+
+    model = load_model(args.run)
+    split = load_splits(model.config.data, splits=(args.split,))[args.split]
+    plan = make_mesh(jax.local_devices()[:1])
+    fn = make_logits_fn(model.module, model.config.data.n_policy, plan)
+    metrics = evaluate_split(fn, model.params, model.batch_stats, split, plan, model.config.data.eval_batch_size)
+    print(json.dumps({"run": str(args.run), "split": args.split, "step": model.step, "rows": len(split), **metrics}, indent=2))
+    return 0
+
+
+def _read_sequences(path: Path) -> list[str]:
+    """Sequences from CSV/TSV/Parquet (a `sequence` column), FASTA, or plain text (one per line)."""
+    from tfbind_dist.data import io
+
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+        import pyarrow.csv as pacsv
+
+        delimiter = "\t" if ".tsv" in name else ","
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                               convert_options=pacsv.ConvertOptions(column_types={"sequence": "string"}))
+    elif name.endswith((".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz")):
+        return [seq for _, seq in io.iter_fasta(path)]
+    else:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if "sequence" not in table.column_names:
+        raise io.DataError(f"{path}: no 'sequence' column (found {table.column_names})")
+    return table.column("sequence").to_pylist()
+
+
+def cmd_predict(args) -> int:
+    from tfbind_dist.data.io import DataError
+    from tfbind_dist.train.inference import predict_sequences
+    from tfbind_dist.train.loop import load_model
+
+    sequences = [args.sequence] if args.sequence else _read_sequences(Path(args.input))
+    if not sequences:
+        raise DataError(f"{args.input}: no sequences")
+    model = load_model(args.run)
+    table = predict_sequences(model, sequences)
+    if not args.output:
+        with __import__("pandas").option_context("display.max_colwidth", 40, "display.width", 120):
+            print(table.to_string(index=False))
+        return 0
+    out = Path(args.output)
+    if out.suffix == ".parquet":
+        import pyarrow as pa
+
+        from tfbind_dist.data.io import write_table_atomic
+
+        write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), out)
+    else:
+        tmp = out.with_name(f".{out.name}.tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(out)
+    print(f"wrote {len(table)} predictions to {out}")
+    return 0
+
+
+def cmd_sanity(args) -> int:
+    from tfbind_dist.train.inference import sanity_table
+    from tfbind_dist.train.loop import load_model
+
+    model = load_model(args.run)
+    print(sanity_table(model).to_string(index=False))
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from tfbind_dist.data.io import import_dataset
+
+    written = import_dataset(args.src, args.out, tf=args.tf, split=args.split, label=args.label,
+                             label_field=args.label_field, n_policy=args.n_policy)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from tfbind_dist.config import TFS
+    from tfbind_dist.data.synthetic import synthesize
+
+    for tf in args.tfs or []:
+        if tf not in TFS:
+            raise ValueError(f"--tfs: unknown TF {tf!r}; choose from {', '.join(TFS)}")
+    written = synthesize(args.out, tfs=args.tfs or TFS, n_train=args.n_train, seed=args.seed)
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfbind", description="Train, evaluate and score transcription-factor binding models.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one TF model on every local device (resumes an existing --out)",
+                       description="Train one TF model with the chapter recipe (or --config/--set overrides), "
+                                   "data-parallel over every local device. Writes RUN_DIR/{config.yaml, metrics.parquet, "
+                                   "checkpoints/, summary.json, learning_curve.png, tb/}. Re-running with the same "
+                                   "--out resumes from the latest checkpoint.")
+    _add_run_flags(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a run's best checkpoint on one split")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="binding probabilities for sequences")
+    p.add_argument("--run", required=True, help="run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sequence", help="one DNA sequence")
+    src.add_argument("--input", help="CSV/TSV/Parquet with a 'sequence' column, FASTA, or one sequence per line")
+    p.add_argument("--output", help="OUT.csv or OUT.parquet (columns sequence, probability, logit); printed if omitted")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("sanity", help="the chapter's motif-filled vs low-complexity sequence check")
+    p.add_argument("--run", required=True, help="run directory")
+    p.set_defaults(func=cmd_sanity)
+
+    data = sub.add_parser("data", help="import or synthesize datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("import", help="chapter CSVs (dir or file) or FASTA -> Parquet dataset dir",
+                        description="Read {TF}_{train,valid,test}_sequences.csv[.gz] files (a directory or one file) "
+                                    "or a FASTA, validate every row, and write DIR/{TF}_{split}.parquet atomically.")
+    p.add_argument("src", help="directory of chapter CSVs, one CSV, or a FASTA file")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--tf", help="TF name (needed for FASTA or oddly named files)")
+    p.add_argument("--split", choices=["train", "valid", "test"], help="split (needed for FASTA)")
+    p.add_argument("--label", type=int, choices=[0, 1], help="label for every FASTA record")
+    p.add_argument("--label-field", default="label", help="FASTA header token holding the label, as label=1")
+    p.add_argument("--n-policy", default="uniform", choices=["uniform", "zeros", "ones", "error"],
+                   help="how N is encoded; 'error' rejects sequences containing N")
+    p.set_defaults(func=cmd_data_import)
+
+    p = data.add_parser("synth", help="synthetic data from real JASPAR motifs (the embedded default data)")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--tfs", nargs="+", help="TFs to generate (default: all 10)")
+    p.add_argument("--n-train", type=int, default=6000, help="train rows per TF (valid/test scale with it)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from tfbind_dist.config import ConfigError
+    from tfbind_dist.data.encoding import SequenceError
+    from tfbind_dist.data.io import DataError
+    from tfbind_dist.train.loop import RunConfigMismatch
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, SequenceError, RunConfigMismatch, FileNotFoundError, ValueError, ImportError) as err:
+        print(f"tfbind: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tfbind: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Inference with a restored run: predictions and the chapter's sanity check."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tfbind_dist.data.encoding import encode
+from tfbind_dist.train.loop import Model
+from tfbind_dist.train.metrics import sigmoid
+from tfbind_dist.train.steps import make_logits_fn
+
+CHAPTER_CTCF_MOTIF = "CCACCAGGGGGCGC"
+LOW_COMPLEXITY = ("A", "C", "G", "T", "ACGTACGT", "TCGATCGT", "TATACGCG", "CAGGCAGG")
+
+
+def predict_logits(model: Model, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Logits for (N, L) codes, in fixed-size batches (one compilation)."""
+    if codes.shape[1] != model.length:
+        raise ValueError(f"sequences have length {codes.shape[1]}, but the model was trained on {model.length}")
+    logits_fn = make_logits_fn(model.module, model.config.data.n_policy)
+    size = min(batch_size, max(1, len(codes)))
+    out = []
+    for start in range(0, len(codes), size):
+        chunk = codes[start:start + size]
+        pad = size - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), chunk.dtype)])
+        out.append(logits_fn(model.params, model.batch_stats, chunk))
+    logits = np.concatenate([np.asarray(o) for o in out]) if out else np.zeros(0, np.float32)
+    return logits[: len(codes)]
+
+
+def predict_sequences(model: Model, sequences: list[str], batch_size: int = 1024) -> pd.DataFrame:
+    """Table of sequence, probability, logit."""
+    codes = encode(sequences, n_policy=model.config.data.n_policy)
+    logits = predict_logits(model, codes, batch_size)
+    return pd.DataFrame({"sequence": sequences, "probability": sigmoid(logits), "logit": logits})
+
+
+def _tile(unit: str, length: int) -> str:
+    return (unit * (length // len(unit) + 1))[:length]
+
+
+def sanity_sequences(tf: str, length: int) -> list[tuple[str, str, str]]:
+    """(name, expectation, sequence): the TF's motif tiled (expect high) and low-complexity repeats (expect low).
+
+    CTCF uses the chapter's `"CCACCAGGGGGCGC" * 14 + "AAAA"`; other TFs use the consensus of
+    their JASPAR matrix, tiled with a 4-bp spacer.
+    """
+    if tf == "CTCF":
+        motif = CHAPTER_CTCF_MOTIF
+        filled = CHAPTER_CTCF_MOTIF * (length // len(motif)) + "A" * (length % len(motif))
+    else:
+        from tfbind_dist.data.synthetic import motif_probabilities
+
+        motif = "".join("ACGT"[i] for i in motif_probabilities(tf).argmax(axis=1))
+        filled = _tile(motif + "AAAA", length)
+    rows = [(f"{tf} motif {motif} tiled", "high", filled)]
+    rows += [(f"{unit} repeat" if len(unit) > 1 else f"poly-{unit}", "low", _tile(unit, length)) for unit in LOW_COMPLEXITY]
+    return rows
+
+
+def sanity_table(model: Model) -> pd.DataFrame:
+    rows = sanity_sequences(model.config.data.tf, model.length)
+    preds = predict_sequences(model, [seq for _, _, seq in rows])
+    return pd.DataFrame({
+        "check": [name for name, _, _ in rows],
+        "expected": [exp for _, exp, _ in rows],
+        "probability": preds.probability.round(6),
+    })
