@@ -106,6 +106,16 @@ def test_labels_balanced_and_shuffled(tables):
             assert 0 < labels[: len(labels) // 2].mean() < 1  # not sorted by class
 
 
+def test_gc_content_matched_between_classes():
+    # CTCF's motif is GC-rich; without the matched background positives would be ~2% GC-richer.
+    table = synthetic.synthesize_tf("CTCF", n_train=2000, seed=1)["train"]
+    codes = encode(table.column("sequence").to_pylist())
+    gc = np.isin(codes, (1, 2)).mean(axis=1)
+    labels = np.asarray(table.column("label"))
+    assert abs(gc[labels == 1].mean() - gc[labels == 0].mean()) < 0.01
+    assert 0.40 < gc.mean() < 0.50 and gc.std() > 0.04
+
+
 def test_spans_inside_and_positives_mostly_carry_motif(tables):
     for tf, splits in tables.items():
         width = synthetic.motif_probabilities(tf).shape[0]

@@ -147,6 +147,15 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from tfbind_dist.sweep.report import to_markdown, write_report
+
+    table = write_report(args.root)
+    print(to_markdown(table.drop(columns=["node"])))
+    print(f"wrote {args.root}/leaderboard.parquet, leaderboard.md, learning_curves.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfbind", description="Train, evaluate and score transcription-factor binding models.", epilog=EPILOG)
@@ -178,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sanity", help="the chapter's motif-filled vs low-complexity sequence check")
     p.add_argument("--run", required=True, help="run directory")
     p.set_defaults(func=cmd_sanity)
+
+    p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
+    p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")
+    p.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="import or synthesize datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import", help="chapter CSVs (dir or file) or FASTA -> Parquet dataset dir",

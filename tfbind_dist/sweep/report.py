@@ -1,0 +1,84 @@
+"""Leaderboard and learning-curve figures over a directory of run directories."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from tfbind_dist.data.io import write_table_atomic  # noqa: E402
+from tfbind_dist.reference import reference_text  # noqa: E402
+
+LEADERBOARD_COLUMNS = ["run", "tf", "model", "seed", "best_valid_auroc", "best_step", "test_auroc", "reference",
+                       "wall_seconds", "num_devices", "node"]
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Finished run directories (holding summary.json) at or below `root`."""
+    return sorted(p.parent for p in Path(root).rglob("summary.json"))
+
+
+def leaderboard(root: str | Path) -> pd.DataFrame:
+    rows = []
+    for run in find_runs(root):
+        summary = json.loads((run / "summary.json").read_text())
+        import yaml
+
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        rows.append({
+            "run": str(run.relative_to(root)) if run != Path(root) else run.name,
+            "tf": summary["tf"], "model": summary["model"], "seed": config["train"]["seed"],
+            "best_valid_auroc": summary["best_valid_auroc"], "best_step": summary["best_step"],
+            "test_auroc": summary["test_auroc"], "reference": reference_text(summary["tf"], summary["model"]),
+            "wall_seconds": summary["wall_seconds"], "num_devices": summary["num_devices"],
+            "node": summary.get("node", "local"),
+        })
+    table = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    return table.sort_values("best_valid_auroc", ascending=False, ignore_index=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return header + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in table.itertuples(index=False))
+
+
+def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path) -> None:
+    """One panel per run, ordered by best validation auROC (chapter figure 3-18)."""
+    n = max(1, len(table))
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, run in zip(axes.flat, table.itertuples(index=False)):
+        m = pd.read_parquet(Path(root) / run.run / "metrics.parquet")
+        train = m[(m.split == "train") & (m.metric == "loss")].sort_values("step")
+        if len(train):
+            ax.plot(train.step, train.value.rolling(max(1, len(train) // 20), min_periods=1).mean(), label="train loss")
+        for metric, style in (("loss", "-"), ("accuracy", "--"), ("auroc", ":")):
+            v = m[(m.split == "valid") & (m.metric == metric)].sort_values("step")
+            ax.plot(v.step, v.value, style, label=f"valid {metric}")
+        ax.set(title=f"{run.tf} {run.model} ({run.best_valid_auroc:.3f})", ylim=(0, 1), xlabel="Step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(table):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(root: str | Path) -> pd.DataFrame:
+    """Write leaderboard.parquet, leaderboard.md and learning_curves.png under `root`."""
+    root = Path(root)
+    table = leaderboard(root)
+    if table.empty:
+        raise FileNotFoundError(f"no finished runs (summary.json) under {root}")
+    write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), root / "leaderboard.parquet")
+    (root / "leaderboard.md").write_text(to_markdown(table))
+    plot_learning_curves(root, table, root / "learning_curves.png")
+    return table
