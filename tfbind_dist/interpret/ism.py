@@ -208,32 +208,55 @@ def _reference_caches(dec: Decomposition, x: jax.Array):
     return convs, pooled, h
 
 
-def _window_delta(stage: ConvStage, delta_in, start, conv_ref_pad, pooled_ref_pad, out_len):
-    """Propagate an input change on [start, start+n) through one stage.
+def _band_matrix(kernel: jax.Array, n_in: int) -> jax.Array:
+    """(n_in*C_in, (n_in+k-1)*C_out) matrix mapping an input change on n_in positions to its conv change.
 
-    Returns the pooled-output change (n', C) on [start', start'+n') (zero outside the sequence).
+    Input position i and tap t land on output offset i + k - 1 - t; one GEMM per mutant
+    replaces n_in shifted accumulations.
     """
-    n_in = delta_in.shape[0]
-    k = stage.width
-    pad_left = (k - 1) // 2
-    contrib = jnp.einsum("ic,tcd->itd", delta_in, stage.kernel)  # (n_in, k, C)
+    k, c_in, c_out = kernel.shape
     span = n_in + k - 1
-    delta_conv = jnp.zeros((span, contrib.shape[-1]), contrib.dtype)
-    for i in range(n_in):  # input i, tap t lands on output offset i + k - 1 - t
-        delta_conv = delta_conv.at[i:i + k].add(contrib[i, ::-1])
-    conv_start = start - (k - 1 - pad_left)
+    i = np.arange(n_in)[:, None, None]
+    o = np.arange(span)[None, :, None]
+    t = np.arange(k)[None, None, :]
+    select = (t == i + k - 1 - o).astype(np.float32)  # (n_in, span, k)
+    band = jnp.einsum("iot,tcd->icod", select, kernel)
+    return band.reshape(n_in * c_in, span * c_out)
+
+
+def _window_delta(stage: ConvStage, band, delta_in, start, conv_ref_pad, pooled_ref_pad, out_len):
+    """Propagate input changes on [start, start+n) through one stage, for A alternatives at once.
+
+    delta_in is (A, n, C_in); returns the pooled-output changes (A, n', C) on
+    [start', start'+n') (zero outside the sequence) and start'. The reference
+    windows are sliced once and shared by the A alternatives.
+    """
+    alts, n_in = delta_in.shape[:2]
+    k = stage.width
+    span = n_in + k - 1
+    delta_conv = (delta_in.reshape(alts, -1) @ band).reshape(alts, span, -1)
+    conv_start = start - (k - 1 - (k - 1) // 2)
     aligned = (conv_start // 2) * 2
     n_conv = 2 * ((span + 2) // 2)
-    shift = conv_start - aligned
-    placed = jnp.zeros((n_conv, delta_conv.shape[-1]), delta_conv.dtype)
-    placed = jax.lax.dynamic_update_slice(placed, delta_conv, (shift, 0))
-    conv_mut = jax.lax.dynamic_slice_in_dim(conv_ref_pad, aligned + PAD, n_conv) + placed
-    pooled_mut = _max_pool2(stage.post(conv_mut[None]))[0]
+    extra = n_conv - span  # 1 or 2 slots; the change sits at offset 0 or 1 (a select, not a scatter)
+    placed = jnp.where(conv_start == aligned, jnp.pad(delta_conv, ((0, 0), (0, extra), (0, 0))),
+                       jnp.pad(delta_conv, ((0, 0), (1, extra - 1), (0, 0))))
+    conv_mut = jax.lax.dynamic_slice_in_dim(conv_ref_pad, aligned + PAD, n_conv)[None] + placed
+    pooled_mut = _max_pool2(stage.post(conv_mut))
     pooled_start = aligned // 2
     pooled_ref = jax.lax.dynamic_slice_in_dim(pooled_ref_pad, pooled_start + PAD, n_conv // 2)
     positions = pooled_start + jnp.arange(n_conv // 2)
     inside = (positions >= 0) & (positions < out_len)
-    return jnp.where(inside[:, None], pooled_mut - pooled_ref, 0.0), pooled_start
+    return jnp.where(inside[None, :, None], pooled_mut - pooled_ref[None], 0.0), pooled_start
+
+
+def _window_sizes(dec: "Decomposition") -> list[int]:
+    """Input window length of each stage for a single-position change."""
+    sizes, n = [], 1
+    for stage in dec.stages:
+        sizes.append(n)
+        n = (n + stage.width + 1) // 2
+    return sizes
 
 
 @partial(jax.jit, static_argnames=("module", "n_policy", "output", "num_alts"))
@@ -242,6 +265,7 @@ def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
     table = jnp.asarray(one_hot(np.arange(5, dtype=np.uint8), n_policy))
     length = codes.shape[1]
     stage_lengths = [length // 2 ** (i + 1) for i in range(len(dec.stages))]
+    bands = [_band_matrix(stage.kernel, n) for stage, n in zip(dec.stages, _window_sizes(dec))]
 
     def one_sequence(seq):
         x = table[seq][None]
@@ -258,20 +282,19 @@ def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
             ref_logit = dec.head(stem)[0]
         alts = alternate_codes(seq, num_alts)
 
-        def one_mutation(position, base):
-            delta = (table[base] - table[seq[position]])[None]  # (1, 4)
+        def one_position(position, bases):
+            delta = (table[bases] - table[seq[position]])[:, None]  # (A, 1, 4)
             start = position
-            for stage, conv_ref, pooled_ref, out_len in zip(dec.stages, convs, pooled, stage_lengths):
-                delta, start = _window_delta(stage, delta, start, conv_ref, pooled_ref, out_len)
+            for stage, band, conv_ref, pooled_ref, out_len in zip(dec.stages, bands, convs, pooled, stage_lengths):
+                delta, start = _window_delta(stage, band, delta, start, conv_ref, pooled_ref, out_len)
             if dec.first_dense is not None:
-                w_win = jax.lax.dynamic_slice_in_dim(w_pad, start + PAD, delta.shape[0])
-                return jnp.einsum("ic,ich->h", delta, w_win)
-            stem_pad = jnp.pad(stem[0], ((PAD, PAD), (0, 0)))
-            window = jax.lax.dynamic_slice_in_dim(stem_pad, start + PAD, delta.shape[0]) + delta
-            return jax.lax.dynamic_update_slice(stem_pad, window, (start + PAD, 0))[PAD:PAD + stem.shape[1]]
+                w_win = jax.lax.dynamic_slice_in_dim(w_pad, start + PAD, delta.shape[1])
+                return jnp.einsum("aic,ich->ah", delta, w_win)
+            where = jax.nn.one_hot(start + jnp.arange(delta.shape[1]), stem.shape[1], dtype=delta.dtype)
+            return stem + jnp.einsum("il,aic->alc", where, delta)  # splice the window's change into the stem
 
-        positions = jnp.broadcast_to(jnp.arange(length)[:, None], alts.shape).reshape(-1)
-        changes = jax.vmap(one_mutation)(positions, alts.reshape(-1))
+        changes = jax.vmap(one_position)(jnp.arange(length), alts)  # (L, A, ...)
+        changes = changes.reshape(length * num_alts, *changes.shape[2:])
         if dec.first_dense is not None:
             logits = dec.after_first_dense(h_ref + changes)
         else:
