@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 EPILOG = "Docs: README.md. Every command exits non-zero with one line naming the bad file/row/field on bad input."
 
 
@@ -147,6 +149,70 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def _explain_inputs(args, model) -> tuple[list[str], list[str]]:
+    """(sequences, names) chosen by --sequence, --input, or --split/--index/--label."""
+    from tfbind_dist.data.io import DataError, sequence_column_strings
+    from tfbind_dist.data.sources import load_splits
+
+    if args.sequence:
+        return [args.sequence.upper()], ["sequence"]
+    if args.input:
+        seqs = _read_sequences(Path(args.input))
+        return [s.upper() for s in seqs], [f"{Path(args.input).name}:{i}" for i in range(len(seqs))]
+    split = load_splits(model.config.data, splits=(args.split,))[args.split]
+    rows = np.arange(len(split))
+    if args.label is not None:
+        rows = rows[split.labels == args.label]
+    start, _, stop = args.index.partition(":")
+    try:
+        chosen = rows[int(start):int(stop)] if stop else rows[[int(start)]]
+    except (ValueError, IndexError):
+        raise DataError(f"--index {args.index}: out of range or not I / A:B ({len(rows)} rows selected)") from None
+    seqs = sequence_column_strings(split.table.take(chosen))
+    return seqs, [f"{args.split}:{i}" for i in chosen]
+
+
+def cmd_explain(args) -> int:
+    from tfbind_dist.interpret import ARRAY_NAMES, explain
+    from tfbind_dist.interpret.report import describe_top, motif_table, write_figures
+    from tfbind_dist.data.synthetic import MOTIF_IDS
+    from tfbind_dist.train.loop import load_model
+
+    model = load_model(args.run)
+    sequences, names = _explain_inputs(args, model)
+    from tfbind_dist.data.encoding import encode
+
+    codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
+    methods = [m for group in args.method for m in group.split(",")]
+    arrays = explain(model.module, model.variables, codes, methods, n_policy=model.config.data.n_policy,
+                     progress=len(codes) > 64)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".attributions.tmp.npz"
+    np.savez_compressed(tmp, sequences=np.array(sequences), names=np.array(names), **arrays)
+    tmp.replace(out / "attributions.npz")
+    tf = model.config.data.tf
+    first = arrays[ARRAY_NAMES[methods[0]]]
+    table = None
+    if tf in MOTIF_IDS:
+        table = motif_table(sequences, np.abs(first).sum(-1), tf, model.config.data.n_policy)
+        table.insert(0, "name", names)
+        table.insert(1, "prediction", arrays["prediction"].round(6))
+        table.to_csv(out / "motifs.csv", index=False)
+    written = write_figures(out, sequences, arrays, table, tf, max_sequences=args.plots)
+    for i, name in enumerate(names[: args.plots]):
+        print(f"{name}: prediction {arrays['prediction'][i]:.4f}")
+        if "ism" in arrays:
+            for line in describe_top(arrays["ism"][i], sequences[i], float(arrays["prediction"][i])):
+                print(f"  {line}")
+    if table is not None:
+        sig = table[table.significant]
+        print(f"{tf} motif: {len(sig)}/{len(table)} sequences with a significant match (p < 1e-4); "
+              f"hot window of {methods[0]} overlaps it in {int(sig.overlap.sum())}/{len(sig)}")
+    print(f"wrote {out / 'attributions.npz'} ({', '.join(k for k in arrays)}) and {len(written)} figures to {out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from tfbind_dist.sweep.report import to_markdown, write_report
 
@@ -187,6 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sanity", help="the chapter's motif-filled vs low-complexity sequence check")
     p.add_argument("--run", required=True, help="run directory")
     p.set_defaults(func=cmd_sanity)
+
+    p = sub.add_parser("explain", help="ISM and gradient attributions of a run's model, with motif checks and plots",
+                       description="Attributions of the run's best model for chosen sequences. Writes "
+                                   "OUT/attributions.npz (sequences, prediction, one (N, L, 4) array per method: ism, "
+                                   "grad, grad_corrected, grad_x_input, ig), motifs.csv (JASPAR best match vs the "
+                                   "attribution hot window) and PNG figures.")
+    p.add_argument("--run", required=True, help="run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sequence", help="one DNA sequence")
+    src.add_argument("--input", help="CSV/TSV/Parquet with a 'sequence' column, FASTA, or one sequence per line")
+    src.add_argument("--split", choices=["train", "valid", "test"], help="take sequences from the run's data split")
+    p.add_argument("--index", default="0", help="with --split: row I or rows A:B (after --label filtering)")
+    p.add_argument("--label", type=int, choices=[0, 1], help="with --split: only positives (1) or negatives (0)")
+    p.add_argument("--method", action="append", required=True,
+                   help="ism, grad, grad-corrected, grad-x-input or ig; repeat or comma-separate for several")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--plots", type=int, default=3, help="per-sequence figures for the first N sequences")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
     p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")

@@ -1,6 +1,7 @@
 """Model outputs as pure functions of one-hot inputs: the common ground of ISM and gradients."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -29,3 +30,16 @@ def chunked_map(fn: Callable, xs, rows_per_chunk: int):
     """lax.map over the leading axis in vmapped chunks, so large mutant sets stay in bounded memory."""
     n = jax.tree.leaves(xs)[0].shape[0]
     return jax.lax.map(fn, xs, batch_size=max(1, min(n, rows_per_chunk)))
+
+
+def predict(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
+            output: str = "prob") -> jax.Array:
+    """(B,) model output for uint8 codes (B, L)."""
+    return _predict(module, variables, codes, n_policy=n_policy, output=output)
+
+
+@partial(jax.jit, static_argnames=("module", "n_policy", "output"))
+def _predict(module, variables, codes, *, n_policy, output):
+    from tfbind_dist.data.encoding import one_hot
+
+    return forward_fn(module, variables, output)(one_hot(codes, n_policy))
