@@ -6,8 +6,8 @@ per-record `.batch()` on 2 cores). Each JAX process reads only its own strided
 shard, so the pipeline is multi-host ready. The iterator's state is one integer
 (`next_index`), checkpointed with orbax through `grain.checkpoint`.
 
-Evaluation: every row of a split exactly once, in large batches, the tail padded
-up to the device count and masked out afterwards.
+Evaluation: every row of a split exactly once, in large fixed-size batches, the
+tail padded and masked out afterwards.
 """
 from __future__ import annotations
 
@@ -58,14 +58,15 @@ def train_dataset(split: SplitData, *, batch_size: int, seed: int, process_index
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=prefetch_threads, prefetch_buffer_size=8))
 
 
-def eval_batches(split: SplitData, batch_size: int, multiple_of: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Yield the whole split once in order; the last batch is padded to `multiple_of` rows.
+def eval_batches(split: SplitData, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Yield the whole split once, in order, in batches of exactly `batch_size` rows.
 
-    Each batch carries `valid` (bool mask), False on padding rows.
+    The last batch is padded (one static shape, so one compilation) and every batch
+    carries `valid` (bool mask), False on padding rows.
     """
     dataset = grain.MapDataset.range(len(split)).batch(batch_size, drop_remainder=False)
     for rows in dataset:
-        pad = (-len(rows)) % multiple_of
+        pad = batch_size - len(rows)
         padded = np.concatenate([rows, np.zeros(pad, dtype=rows.dtype)]) if pad else rows
-        valid = np.arange(len(padded)) < len(rows)
+        valid = np.arange(batch_size) < len(rows)
         yield {"codes": split.codes[padded], "labels": split.labels[padded], "valid": valid}

@@ -31,7 +31,9 @@ def to_host(array) -> np.ndarray:
 def predict_logits(logits_fn, params, batch_stats, split: SplitData, plan: MeshPlan, batch_size: int) -> np.ndarray:
     """Logits for every row of `split`, in order (padding rows dropped)."""
     outputs, masks = [], []
-    for batch in eval_batches(split, batch_size, multiple_of=plan.num_devices):
+    devices = plan.num_devices
+    batch_size = min(batch_size, -(-len(split) // devices) * devices)  # no more padding than one split needs
+    for batch in eval_batches(split, batch_size):
         outputs.append(logits_fn(params, batch_stats, replicated_batch_to_mesh(plan, batch["codes"])))
         masks.append(batch["valid"])
     logits = np.concatenate([to_host(o) for o in outputs])  # one sync, after all batches are queued

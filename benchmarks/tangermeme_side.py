@@ -1,0 +1,62 @@
+"""Run tangermeme's saturation_mutagenesis on a PyTorch copy of conv_v2 (executed in its own venv).
+
+Usage (called by bench_ism.py): python tangermeme_side.py WEIGHTS.npz SEQS.npy OUT.npz
+Loads flax conv_v2 weights, builds the same network in PyTorch (SAME padding, tanh GELU,
+inference BatchNorm, position-major flatten), checks nothing itself, and writes the
+PyTorch predictions, the ISM output and the seconds ISM took.
+"""
+import sys
+import time
+
+import numpy as np
+import torch
+from tangermeme.ism import saturation_mutagenesis
+
+
+class ConvV2(torch.nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.conv0 = torch.nn.Conv1d(4, 64, 10, padding="same")
+        self.conv1 = torch.nn.Conv1d(64, 64, 10, padding="same")
+        self.bn0 = torch.nn.BatchNorm1d(64, eps=1e-5)
+        self.bn1 = torch.nn.BatchNorm1d(64, eps=1e-5)
+        self.dense0, self.dense1, self.dense2 = (torch.nn.Linear(3200, 128), torch.nn.Linear(128, 64),
+                                                 torch.nn.Linear(64, 1))
+        with torch.no_grad():
+            for i, conv in enumerate((self.conv0, self.conv1)):
+                conv.weight.copy_(torch.tensor(w[f"Conv_{i}.kernel"]).permute(2, 1, 0))
+                conv.bias.copy_(torch.tensor(w[f"Conv_{i}.bias"]))
+            for i, bn in enumerate((self.bn0, self.bn1)):
+                bn.weight.copy_(torch.tensor(w[f"BatchNorm_{i}.scale"]))
+                bn.bias.copy_(torch.tensor(w[f"BatchNorm_{i}.bias"]))
+                bn.running_mean.copy_(torch.tensor(w[f"BatchNorm_{i}.mean"]))
+                bn.running_var.copy_(torch.tensor(w[f"BatchNorm_{i}.var"]))
+            for i, dense in enumerate((self.dense0, self.dense1, self.dense2)):
+                dense.weight.copy_(torch.tensor(w[f"Dense_{i}.kernel"]).T)
+                dense.bias.copy_(torch.tensor(w[f"Dense_{i}.bias"]))
+        self.gelu = torch.nn.GELU(approximate="tanh")
+
+    def forward(self, x):  # x: (N, 4, L)
+        x = torch.nn.functional.max_pool1d(self.gelu(self.bn0(self.conv0(x))), 2)
+        x = torch.nn.functional.max_pool1d(self.bn1(self.gelu(self.conv1(x))), 2)
+        x = x.permute(0, 2, 1).reshape(x.shape[0], -1)  # flax flattens (L, C)
+        x = self.gelu(self.dense0(x))
+        x = self.gelu(self.dense1(x))
+        return self.dense2(x)
+
+
+def main():
+    weights, seqs, out = sys.argv[1:4]
+    torch.set_num_threads(torch.get_num_threads())
+    model = ConvV2(dict(np.load(weights))).eval()
+    x = torch.tensor(np.load(seqs), dtype=torch.float32).permute(0, 2, 1).contiguous()
+    with torch.no_grad():
+        logits = model(x)[:, 0].numpy()
+    start = time.perf_counter()
+    ism = saturation_mutagenesis(model, x, batch_size=256, verbose=False)
+    seconds = time.perf_counter() - start
+    np.savez(out, logits=logits, ism=ism.numpy(), seconds=seconds, torch_threads=torch.get_num_threads())
+
+
+if __name__ == "__main__":
+    main()
