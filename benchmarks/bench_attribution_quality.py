@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbind_dist import config as C
+from tfbind_dist.data.encoding import one_hot
 from tfbind_dist.data.io import load_split, sequence_column_strings
 from tfbind_dist.data.synthetic import planted_mask, synthesize
 from tfbind_dist.interpret import explain
@@ -25,6 +26,15 @@ from tfbind_dist.train.loop import load_model, train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ism", "grad", "grad-corrected")
+
+
+def position_importance(attribution, observed, method, kind):
+    """(N, L) per-position importance of an (N, L, 4) attribution map."""
+    if kind == "all":
+        return np.abs(attribution).sum(-1)
+    if method == "ism":  # substitutions of the observed base: their mean effect size
+        return np.abs(attribution).sum(-1) / 3
+    return np.abs((attribution * observed).sum(-1))
 
 
 def trained(out: Path, tf: str, data: Path, steps: int):
@@ -44,7 +54,9 @@ def main():
     synth = out / "data"
     synthesize(synth, tfs=["CTCF", "ZNF24"], n_train=6000, seed=0)
 
-    print(f"{'TF':6s} {'valid auROC':>11s} {'positives':>9s} " + " ".join(f"{m:>15s}" for m in METHODS))
+    print("importance per position: 'all' = sum over bases of |attribution|; 'observed' = |attribution of the "
+          "observed base| (ISM: the mean |delta| of its substitutions)")
+    print(f"{'TF':6s} {'valid auROC':>11s} {'positives':>9s} {'importance':>10s} " + " ".join(f"{m:>15s}" for m in METHODS))
     for tf in ("CTCF", "ZNF24"):
         model, summary = trained(out / "synthetic", tf, synth, args.steps)
         split = load_split(synth, tf, "test")
@@ -52,10 +64,12 @@ def main():
         mask = planted_mask(split.table.take(positives), split.length)
         with_motif = mask.any(axis=1)
         arrays = explain(model.module, model.variables, split.codes[positives], METHODS, batch_size=64)
-        scores = [importance_auroc(np.abs(arrays[m.replace("-", "_")]).sum(-1)[with_motif], mask[with_motif])
-                  for m in METHODS]
-        print(f"{tf:6s} {summary['best_valid_auroc']:11.3f} {scores[0].sequences:9d} "
-              + " ".join(f"{s.mean_auroc:15.3f}" for s in scores))
+        observed = one_hot(split.codes[positives])
+        for kind in ("all", "observed"):
+            scores = [importance_auroc(position_importance(arrays[m.replace("-", "_")], observed, m, kind)[with_motif],
+                                       mask[with_motif]) for m in METHODS]
+            print(f"{tf:6s} {summary['best_valid_auroc']:11.3f} {scores[0].sequences:9d} {kind:>10s} "
+                  + " ".join(f"{s.mean_auroc:15.3f}" for s in scores))
 
     model, summary = trained(out / "real", "REST", Path(args.real), args.steps)
     split = load_split(args.real, "REST", "valid")

@@ -13,6 +13,8 @@ Per model: forward seq/s, input-gradient seq/s, and ISM seq/s for
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -28,7 +30,8 @@ from tfbind_dist.interpret.ism import ism_fast, ism_reference
 from tfbind_dist.interpret.outputs import predict
 from tfbind_dist.models import build_model
 
-TANGERMEME_PYTHON = Path(__file__).parent / ".venv-tangermeme" / "bin" / "python"
+# The interpreter that has torch + tangermeme (its own venv here; set TANGERMEME_PYTHON elsewhere, e.g. on a GPU box).
+TANGERMEME_PYTHON = Path(os.environ.get("TANGERMEME_PYTHON", Path(__file__).parent / ".venv-tangermeme" / "bin" / "python"))
 
 
 def rate(fn, n, repeats=2):
@@ -60,7 +63,7 @@ def per_mutant_loop(model, variables, codes):
 
 
 def tangermeme_rate(variables, codes, ours):
-    if not TANGERMEME_PYTHON.exists():
+    if not (TANGERMEME_PYTHON.exists() or shutil.which(str(TANGERMEME_PYTHON))):
         return None, "not run (bash benchmarks/setup_tangermeme.sh)"
     flat = {f"{layer}.{name}": np.asarray(value) for coll in ("params", "batch_stats")
             for layer, leaves in variables[coll].items() for name, value in leaves.items()}
