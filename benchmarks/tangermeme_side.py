@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import torch
-from tangermeme.ism import saturation_mutagenesis
+from tangermeme.saturation_mutagenesis import saturation_mutagenesis
 
 
 class ConvV2(torch.nn.Module):
@@ -51,9 +51,10 @@ def main():
     model = ConvV2(dict(np.load(weights))).eval()
     x = torch.tensor(np.load(seqs), dtype=torch.float32).permute(0, 2, 1).contiguous()
     with torch.no_grad():
-        logits = model(x)[:, 0].numpy()
+        logits = model(x)[:, 0].numpy()  # on the CPU, before moving to the device
     start = time.perf_counter()
-    ism = saturation_mutagenesis(model, x, batch_size=256, verbose=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ism = saturation_mutagenesis(model.to(device), x, batch_size=256, device=device, verbose=False)
     seconds = time.perf_counter() - start
     np.savez(out, logits=logits, ism=ism.numpy(), seconds=seconds, torch_threads=torch.get_num_threads())
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from tfbind_dist.data.encoding import N_CODE, one_hot
 from tfbind_dist.interpret.outputs import chunked_map, forward_fn, transform
-from tfbind_dist.models.blocks import MLPBlock, TransformerBlock
+from tfbind_dist.models.blocks import MLPBlock, TransformerBlock, max_pool
 from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel
 
 MUTANTS_PER_CHUNK = 4096  # bounds peak memory of both kernels
@@ -193,7 +193,7 @@ def _conv_same(x, kernel, bias):
 
 
 def _max_pool2(x):
-    return nn.max_pool(x, window_shape=(2,), strides=(2,))
+    return max_pool(x, 2)
 
 
 def _reference_caches(dec: Decomposition, x: jax.Array):

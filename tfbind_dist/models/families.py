@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock
+from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, max_pool
 
 
 class ConvModel(nn.Module):
@@ -17,7 +17,7 @@ class ConvModel(nn.Module):
     def __call__(self, x, is_training: bool = True):
         for _ in range(2):
             x = nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")(x)
-            x = nn.max_pool(nn.gelu(x), window_shape=(2,), strides=(2,))
+            x = max_pool(nn.gelu(x))
         x = x.reshape((x.shape[0], -1))
         x = nn.gelu(nn.Dense(self.dense_units)(x))
         x = nn.gelu(nn.Dense(self.dense_units // 2)(x))
@@ -36,8 +36,8 @@ class ConvModelV2(nn.Module):
     def __call__(self, x, is_training: bool = True):
         bn = lambda: nn.BatchNorm(use_running_average=not is_training)  # noqa: E731
         conv = lambda: nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")  # noqa: E731
-        x = nn.max_pool(nn.gelu(bn()(conv()(x))), window_shape=(2,), strides=(2,))
-        x = nn.max_pool(bn()(nn.gelu(conv()(x))), window_shape=(2,), strides=(2,))
+        x = max_pool(nn.gelu(bn()(conv()(x))))
+        x = max_pool(bn()(nn.gelu(conv()(x))))
         x = x.reshape((x.shape[0], -1))
         for units in (self.dense_units, self.dense_units // 2):
             x = nn.gelu(nn.Dense(units)(x))
