@@ -213,6 +213,24 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from tfbind_dist import config as C
+    from tfbind_dist.sweep.runner import run_sweep
+    from tfbind_dist.sweep.spec import load_spec
+
+    overrides = C.parse_set_args(args.set)
+    if args.data:
+        overrides["data.path"] = args.data
+    spec = load_spec(args.spec, overrides)
+    final = run_sweep(spec, args.out, address=args.address, cpus_per_job=args.cpus_per_job,
+                      gpus_per_job=args.gpus_per_job, tpus_per_job=args.tpus_per_job,
+                      max_retries=args.max_retries, progress=not args.quiet)
+    failed = int((final.state == "failed").sum())
+    print(f"{int((final.state == 'finished').sum())}/{len(final)} jobs finished"
+          + (f", {failed} failed" if failed else "") + f"; leaderboard: {args.out}/leaderboard.md")
+    return 1 if failed else 0
+
+
 def cmd_report(args) -> int:
     from tfbind_dist.sweep.report import to_markdown, write_report
 
@@ -271,6 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--plots", type=int, default=3, help="per-sequence figures for the first N sequences")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("sweep", help="run a sweep spec (jobs/*.yaml) as Ray tasks across a cluster",
+                       description="Submit one Ray task per job of SPEC (resources per job as given), spread over "
+                                   "the cluster's nodes. Each job trains into SWEEP_DIR/JOB_ID; a job whose worker "
+                                   "or node dies is retried and resumes from its latest checkpoint; finished jobs are "
+                                   "skipped on a re-run. Writes leaderboard.{md,parquet} and learning curves.")
+    p.add_argument("spec", help="sweep spec YAML, e.g. jobs/per_tf.yaml")
+    p.add_argument("--out", required=True, help="sweep directory (on storage every node can reach)")
+    p.add_argument("--address", default="local",
+                   help="'local' (start Ray here), 'auto' (the cluster this machine belongs to) or HOST:PORT")
+    p.add_argument("--data", help="override data.path for every job (a dataset dir or 'synthetic')")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a field for every job, e.g. --set steps=100 (repeatable)")
+    p.add_argument("--cpus-per-job", type=float, default=1.0)
+    p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per job; the job's mesh uses all it gets")
+    p.add_argument("--tpus-per-job", type=float, default=0.0, help="TPU chips per job (Ray resource 'TPU')")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a job whose worker or node died")
+    p.add_argument("--quiet", action="store_true", help="no live table")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
     p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")

@@ -72,8 +72,23 @@ def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path
     plt.close(fig)
 
 
+def plot_valid_auroc(root: str | Path, table: pd.DataFrame, path: str | Path) -> None:
+    """Validation auROC against step, one line per run (chapter figure 3-20)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for run in table.itertuples(index=False):
+        m = pd.read_parquet(Path(root) / run.run / "metrics.parquet")
+        v = m[(m.split == "valid") & (m.metric == "auroc")].sort_values("step")
+        ax.plot(v.step, v.value, marker="o", ms=3, label=f"{run.model} ({run.best_valid_auroc:.3f})")
+    ax.set(xlabel="Step", ylabel="auROC", title="Validation auROC")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_report(root: str | Path) -> pd.DataFrame:
-    """Write leaderboard.parquet, leaderboard.md and learning_curves.png under `root`."""
+    """Write leaderboard.parquet, leaderboard.md, learning_curves.png (and valid_auroc.png when models differ)."""
     root = Path(root)
     table = leaderboard(root)
     if table.empty:
@@ -81,4 +96,6 @@ def write_report(root: str | Path) -> pd.DataFrame:
     write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), root / "leaderboard.parquet")
     (root / "leaderboard.md").write_text(to_markdown(table))
     plot_learning_curves(root, table, root / "learning_curves.png")
+    if table.model.nunique() > 1:
+        plot_valid_auroc(root, table, root / "valid_auroc.png")
     return table

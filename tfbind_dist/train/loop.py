@@ -116,6 +116,14 @@ class MetricsLog:
             self.writer.close()
 
 
+def write_progress(workdir: Path, record: dict[str, Any]) -> None:
+    """progress.json: what a sweep driver shows for a running job (written at start and every evaluation)."""
+    if is_primary():
+        tmp = workdir / ".progress.json.tmp"
+        tmp.write_text(json.dumps({**record, "updated": time.time()}))
+        tmp.replace(workdir / "progress.json")
+
+
 def make_train_iterator(config: RunConfig, train: SplitData, per_process_batch: int):
     """The configured loader's iterator over this process's shard of the train split."""
     if config.data.loader == "tfdata":
@@ -164,7 +172,15 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     start_step = 0
     if restored is not None:
         start_step, state, progress_record = restored
+        progress_record["resumed_from"] = [*progress_record.get("resumed_from", []), int(start_step)]
     metrics = MetricsLog(workdir, resume_step=start_step)
+
+    def report(status: str, step: int, **extra):
+        write_progress(workdir, {"status": status, "step": int(step), "steps": tcfg.steps,
+                                 "best_auroc": progress_record["best_auroc"], "best_step": progress_record["best_step"],
+                                 "resumed_from": progress_record.get("resumed_from", []), **extra})
+
+    report("running", start_step)
 
     train_step = make_train_step(model, tx, plan, cfg.data.n_policy)
     logits_fn = make_logits_fn(model, cfg.data.n_policy, plan)
@@ -202,6 +218,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
             metrics.flush()
             bar.set_postfix(loss=f"{last_loss:.4f}", valid_auroc=f"{last_auroc:.4f}",
                             best=f"{progress_record['best_auroc']:.4f}")
+            report("running", step, valid_auroc=last_auroc)
     bar.close()
 
     if end_step < tcfg.steps:  # halted: leave a resumable checkpoint at this exact step
@@ -213,6 +230,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         checkpoints.wait()
         checkpoints.close()
         metrics.close()
+        report("halted", end_step)
         return {"status": "halted", "step": end_step, "tf": cfg.data.tf, "model": cfg.model.name}
 
     checkpoints.wait()
@@ -237,6 +255,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         "wall_seconds": round(progress_record["wall_seconds"], 2),
         "data": str(cfg.data.path),
         "train_rows": len(splits["train"]),
+        "resumed_from": progress_record.get("resumed_from", []),
         "length": length,
     }
     if is_primary():
@@ -244,6 +263,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         tmp = summary_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(summary_path)
+    report("finished", tcfg.steps)
     checkpoints.close()
     metrics.close()
     return summary

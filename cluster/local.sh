@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# A two-node Ray cluster on one machine, for tests and demos: a head on 127.0.0.2 and a worker on
+# 127.0.0.3 (distinct loopback addresses: Ray rewrites 127.0.0.1 to the external interface), each
+# with its own CPU/memory budget (every node on one host otherwise assumes the whole machine).
+#
+#   cluster/local.sh up      start both nodes; prints the address for `tfbind sweep --address`
+#   cluster/local.sh down    stop both nodes
+#   cluster/local.sh status  `ray status` against the head
+#
+# The dashboard (8265) and the client server bind to 127.0.0.1 only: Ray has no authentication,
+# and anyone who can reach those ports can run code on the cluster.
+set -euo pipefail
+RAY="${RAY:-$(dirname "$0")/../.venv/bin/ray}"
+command -v "$RAY" >/dev/null 2>&1 || RAY=ray
+HEAD_IP="${TFBIND_HEAD_IP:-127.0.0.2}"
+WORKER_IP="${TFBIND_WORKER_IP:-127.0.0.3}"
+PORT="${TFBIND_RAY_PORT:-6380}"
+CPUS_PER_NODE="${TFBIND_CPUS_PER_NODE:-2}"
+MEMORY_PER_NODE="${TFBIND_MEMORY_PER_NODE:-4000000000}"
+OBJECT_STORE="${TFBIND_OBJECT_STORE:-500000000}"
+DASHBOARD_PORT="${TFBIND_DASHBOARD_PORT:-8265}"
+HEAD_TMP="${TFBIND_RAY_TMP:-/tmp/tfbind-ray}"
+export RAY_USAGE_STATS_ENABLED=0
+
+case "${1:-}" in
+  up)
+    "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$PORT" \
+      --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
+      --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
+      --ray-client-server-port=0 --temp-dir="$HEAD_TMP" --resources='{"head_node": 1}' --disable-usage-stats >/dev/null
+    "$RAY" start --address="$HEAD_IP:$PORT" --node-ip-address="$WORKER_IP" \
+      --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
+      --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
+    echo "ray cluster up: --address $HEAD_IP:$PORT (dashboard http://127.0.0.1:$DASHBOARD_PORT)"
+    ;;
+  down)
+    "$RAY" stop --force >/dev/null 2>&1 || true
+    echo "ray cluster down"
+    ;;
+  status)
+    "$RAY" status --address="$HEAD_IP:$PORT"
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac

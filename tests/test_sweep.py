@@ -1,0 +1,107 @@
+"""Sweeps on a real two-node local Ray cluster (cluster/local.sh), including the loss of a node mid-sweep."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+from tfbind_dist.sweep.spec import load_spec
+
+PORT = "6390"
+ADDRESS = f"127.0.0.2:{PORT}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    env = {**os.environ, "TFBIND_RAY_PORT": PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CPUS_PER_NODE": "2",
+           "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
+    up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    yield ADDRESS
+    subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
+
+
+def _spec(tmp_path, steps=300):
+    spec = {"name": "drill", "defaults": {"data": {"path": "synthetic", "synth_n_train": 1200},
+                                          "train": {"steps": steps, "eval_every": 20}},
+            "matrix": {"data.tf": ["CTCF", "ZNF24"], "train.seed": [1, 2]}}
+    path = tmp_path / "drill.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _raylet_pid(node_ip):
+    out = subprocess.run(["pgrep", "-f", f"raylet.*--node_ip_address={node_ip}"], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    return pids[0] if pids else None
+
+
+def _checkpointed_on(sweep, node_ip):
+    """A job running on node_ip with a saved checkpoint (step > 0) and no summary yet."""
+    for job in sweep.glob("*/attempts.jsonl"):
+        lines = job.read_text().strip().splitlines()
+        latest = job.parent / "checkpoints" / "latest"
+        steps = [int(p.name) for p in latest.glob("[0-9]*")] if latest.exists() else []
+        if lines and json.loads(lines[-1])["node"] == node_ip and steps and max(steps) > 0 \
+                and not (job.parent / "summary.json").exists():
+            return job.parent
+    return None
+
+
+def test_spec_validation_names_the_bad_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"defaults": {"train": {"stepz": 3}}}))
+    proc = run_cli("sweep", bad, "--out", tmp_path / "s")
+    assert proc.returncode == 2 and "train.stepz" in proc.stderr
+    bad.write_text(yaml.safe_dump({"matrix": {"data.tf": ["CTCF"], "model.nme": ["conv"]}}))
+    proc = run_cli("sweep", bad, "--out", tmp_path / "s")
+    assert proc.returncode == 2 and "model.nme" in proc.stderr
+    spec = load_spec(REPO / "jobs" / "per_tf.yaml", {"steps": "100"})
+    assert len(spec.jobs) == 10 and {j.config.train.steps for j in spec.jobs} == {100}
+    assert len({j.job_id for j in spec.jobs}) == 10
+    assert load_spec(REPO / "jobs" / "per_tf.yaml").jobs[0].job_id == load_spec(REPO / "jobs" / "per_tf.yaml").jobs[0].job_id
+    assert {j.config.model.name for j in load_spec(REPO / "jobs" / "ablations_znf24.yaml").jobs} == {
+        "baseline", "single_conv_only", "fewer_conv_channels", "remove_MLP", "add_one_transformer_block",
+        "add_two_transformer_block"}
+
+
+@pytest.mark.slow
+def test_sweep_survives_worker_node_loss_and_reruns_nothing(ray_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "tfbind_dist.cli", "sweep", str(_spec(tmp_path)), "--out", str(sweep),
+           "--address", ray_cluster, "--max-retries", "3", "--quiet"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "XLA_FLAGS": ""})
+    victim, deadline = None, time.time() + 240
+    while victim is None and time.time() < deadline and driver.poll() is None:
+        victim = _checkpointed_on(sweep, "127.0.0.3")
+        time.sleep(0.2)
+    assert victim is not None, "no job checkpointed on the worker node"
+    os.kill(_raylet_pid("127.0.0.3"), signal.SIGKILL)
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out + err
+
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    assert len(summaries) == 4 and all(s["status"] == "finished" for s in summaries.values())
+    resumed = summaries[victim.name]["resumed_from"]
+    assert resumed and resumed[-1] > 0, summaries[victim.name]
+    attempts = [json.loads(line) for line in (victim / "attempts.jsonl").read_text().splitlines()]
+    assert attempts[0]["node"] == "127.0.0.3" and attempts[-1]["node"] == "127.0.0.2"
+    metrics = pd.read_parquet(victim / "metrics.parquet")
+    train_steps = metrics[(metrics.split == "train") & (metrics.metric == "loss")].step
+    assert sorted(train_steps) == list(range(1, 301)), "the resumed run must continue, not repeat or skip steps"
+
+    board = pd.read_parquet(sweep / "leaderboard.parquet")
+    assert len(board) == 4 and board.run.is_unique and set(board.run) == set(summaries)
+    assert (sweep / "learning_curves.png").exists() and (sweep / "leaderboard.md").exists()
+
+    again = run_cli("sweep", _spec(tmp_path), "--out", sweep, "--address", ray_cluster, "--quiet",
+                    env_extra={"XLA_FLAGS": ""}, check=True)
+    assert "4 already finished, 0 to run" in again.stdout
+    assert [json.loads(line) for line in (victim / "attempts.jsonl").read_text().splitlines()] == attempts

@@ -1,0 +1,98 @@
+"""Sweep specs: shared defaults plus a matrix and/or list of jobs, each resolving to a RunConfig.
+
+```yaml
+name: per_tf
+defaults:            # a run config (data / model / train sections)
+  model: {name: conv_v2}
+matrix:              # cartesian product over dotted keys
+  data.tf: [CTCF, REST]
+  train.seed: [42]
+jobs:                # optional extra jobs: override dicts applied on top of defaults
+  - {data.tf: ZNF24, model.name: baseline}
+```
+Every job gets a stable id from its resolved config: `{tf}-{model}-s{seed}-{hash8}`.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tfbind_dist import config as C
+
+SPEC_KEYS = {"name", "defaults", "matrix", "jobs", "hosts"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep."""
+
+    job_id: str
+    config: C.RunConfig
+    hosts: int = 1
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    jobs: tuple[Job, ...]
+
+
+def job_id(config: C.RunConfig) -> str:
+    data = config.to_dict()
+    data["train"]["halt_after"] = None
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{config.data.tf}-{config.model.name}-s{config.train.seed}-{digest}"
+
+
+def _apply(base: C.RunConfig, overrides: dict[str, Any], where: str) -> C.RunConfig:
+    try:
+        return C.with_overrides(base, overrides)
+    except C.ConfigError as err:
+        raise C.ConfigError(f"{where}: {err}") from None
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """Parse and validate a sweep spec; `overrides` (from --set/--data) apply to every job."""
+    path = Path(path)
+    if not path.exists():
+        raise C.ConfigError(f"sweep spec not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise C.ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise C.ConfigError(f"{path}: a sweep spec is a mapping with keys {sorted(SPEC_KEYS)}")
+    unknown = set(raw) - SPEC_KEYS
+    if unknown:
+        raise C.ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; a sweep spec has {sorted(SPEC_KEYS)}")
+    try:
+        defaults = C.from_dict(raw.get("defaults") or {})
+    except C.ConfigError as err:
+        raise C.ConfigError(f"{path}: defaults: {err}") from None
+    matrix = raw.get("matrix") or {}
+    if not isinstance(matrix, dict) or not all(isinstance(v, list) and v for v in matrix.values()):
+        raise C.ConfigError(f"{path}: matrix must map dotted keys to non-empty lists")
+    combos = [dict(zip(matrix, values)) for values in itertools.product(*matrix.values())] if matrix else []
+    extra = raw.get("jobs") or []
+    if not isinstance(extra, list) or not all(isinstance(j, dict) for j in extra):
+        raise C.ConfigError(f"{path}: jobs must be a list of override mappings")
+    if not combos and not extra:
+        combos = [{}]
+    hosts = int(raw.get("hosts", 1))
+    jobs, seen = [], set()
+    for i, overrides_i in enumerate([*combos, *extra]):
+        where = f"{path} job {i} ({overrides_i})"
+        job_hosts = int(overrides_i.pop("hosts", hosts)) if "hosts" in overrides_i else hosts
+        cfg = _apply(_apply(defaults, overrides_i, where), overrides or {}, f"{where} with --set")
+        jid = job_id(cfg)
+        if jid in seen:
+            continue
+        seen.add(jid)
+        jobs.append(Job(jid, cfg, job_hosts))
+    return SweepSpec(raw.get("name") or path.stem, tuple(jobs))
