@@ -27,10 +27,10 @@ case "${1:-}" in
     "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$PORT" \
       --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
       --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
-      --ray-client-server-port=0 --temp-dir="$HEAD_TMP" --resources='{"head_node": 1}' --disable-usage-stats >/dev/null
+      --ray-client-server-port="${TFBIND_CLIENT_PORT:-10001}" --min-worker-port=20000 --max-worker-port=29999 --temp-dir="$HEAD_TMP" --resources='{"head_node": 1}' --disable-usage-stats >/dev/null
     "$RAY" start --address="$HEAD_IP:$PORT" --node-ip-address="$WORKER_IP" \
       --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
-      --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
+      --min-worker-port=30000 --max-worker-port=39999 --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
     echo "ray cluster up: --address $HEAD_IP:$PORT (dashboard http://127.0.0.1:$DASHBOARD_PORT)"
     ;;
   down)

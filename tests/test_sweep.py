@@ -19,7 +19,8 @@ ADDRESS = f"127.0.0.2:{PORT}"
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    env = {**os.environ, "TFBIND_RAY_PORT": PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CPUS_PER_NODE": "2",
+    env = {**os.environ, "TFBIND_RAY_PORT": PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
+           "TFBIND_CPUS_PER_NODE": "2",
            "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
     up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
@@ -47,7 +48,7 @@ def _checkpointed_on(sweep, node_ip):
     for job in sweep.glob("*/attempts.jsonl"):
         lines = job.read_text().strip().splitlines()
         latest = job.parent / "checkpoints" / "latest"
-        steps = [int(p.name) for p in latest.glob("[0-9]*")] if latest.exists() else []
+        steps = [int(p.name) for p in latest.glob("[0-9]*") if p.name.isdigit()] if latest.exists() else []
         if lines and json.loads(lines[-1])["node"] == node_ip and steps and max(steps) > 0 \
                 and not (job.parent / "summary.json").exists():
             return job.parent
