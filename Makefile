@@ -9,7 +9,7 @@ DEMO_STEPS ?= 1000
 DEMO_OUT ?= runs/demo
 DEMO_DATA ?= data_synth
 
-.PHONY: setup demo test clean
+.PHONY: setup demo sweep-demo test clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ demo: setup
 	done
 	$(BIN)/tfbind sanity --run $(DEMO_OUT)/CTCF
 	$(BIN)/tfbind report $(DEMO_OUT)
+
+# The per-TF sweep on a two-node Ray cluster on this machine (synthetic data, short runs).
+SWEEP_STEPS ?= 200
+sweep-demo: setup
+	bash cluster/local.sh up
+	$(BIN)/tfbind sweep jobs/per_tf.yaml --out runs/sweep_demo --address 127.0.0.2:6380 --data synthetic \
+	  --set train.steps=$(SWEEP_STEPS) || (bash cluster/local.sh down; exit 1)
+	bash cluster/local.sh down
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -7,8 +7,10 @@
 #   cluster/local.sh down    stop both nodes
 #   cluster/local.sh status  `ray status` against the head
 #
-# The dashboard (8265) and the client server bind to 127.0.0.1 only: Ray has no authentication,
-# and anyone who can reach those ports can run code on the cluster.
+# The dashboard (8265) binds to 127.0.0.1: whoever reaches the dashboard or client ports can submit
+# jobs, i.e. run code on every node. Ray 2.60 adds token authentication (on by default), but older
+# clusters, RAY_AUTH_MODE=disabled or a leaked token leave only the bind address between the
+# cluster and the network.
 set -euo pipefail
 RAY="${RAY:-$(dirname "$0")/../.venv/bin/ray}"
 command -v "$RAY" >/dev/null 2>&1 || RAY=ray

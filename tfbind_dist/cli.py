@@ -216,12 +216,12 @@ def cmd_explain(args) -> int:
 def cmd_sweep(args) -> int:
     from tfbind_dist import config as C
     from tfbind_dist.sweep.runner import run_sweep
-    from tfbind_dist.sweep.spec import load_spec
+    from tfbind_dist.sweep.spec import load_spec, select_jobs
 
     overrides = C.parse_set_args(args.set)
     if args.data:
         overrides["data.path"] = args.data
-    spec = load_spec(args.spec, overrides)
+    spec = select_jobs(load_spec(args.spec, overrides), C.parse_set_args(args.only))
     final = run_sweep(spec, args.out, address=args.address, cpus_per_job=args.cpus_per_job,
                       gpus_per_job=args.gpus_per_job, tpus_per_job=args.tpus_per_job,
                       max_retries=args.max_retries, progress=not args.quiet)
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="override data.path for every job (a dataset dir or 'synthetic')")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a field for every job, e.g. --set steps=100 (repeatable)")
+    p.add_argument("--only", action="append", metavar="KEY=V1,V2", default=[],
+                   help="run only jobs whose field has one of these values, e.g. --only data.tf=GABPA,REST")
     p.add_argument("--cpus-per-job", type=float, default=1.0)
     p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per job; the job's mesh uses all it gets")
     p.add_argument("--tpus-per-job", type=float, default=0.0, help="TPU chips per job (Ray resource 'TPU')")

@@ -96,3 +96,14 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
         seen.add(jid)
         jobs.append(Job(jid, cfg, job_hosts))
     return SweepSpec(raw.get("name") or path.stem, tuple(jobs))
+
+
+def select_jobs(spec: SweepSpec, only: dict[str, str]) -> SweepSpec:
+    """Keep the jobs whose field (dotted key) takes one of the comma-separated values, e.g. data.tf=GABPA,REST."""
+    jobs = spec.jobs
+    for key, values in only.items():
+        wanted = set(values.split(","))
+        jobs = tuple(j for j in jobs if str(C.get_value(j.config, key)) in wanted)
+    if not jobs:
+        raise C.ConfigError(f"--only {only} selects no job of sweep {spec.name!r}")
+    return SweepSpec(spec.name, jobs)
