@@ -40,7 +40,11 @@ def _run_config(args):
 
 
 def cmd_train(args) -> int:
+    from tfbind_dist.train.distributed import DistributedSpec, initialize
     from tfbind_dist.train.loop import train_and_evaluate
+
+    spec = DistributedSpec(args.coordinator, args.num_processes, args.process_id, args.distributed_auto)
+    initialize(spec if spec.enabled else DistributedSpec.from_env())
 
     summary = train_and_evaluate(_run_config(args), args.out, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
@@ -253,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    multi = p.add_argument_group("multi-host (one job over several processes/hosts; every process runs the "
+                                 "same command with its own --process-id)")
+    multi.add_argument("--coordinator", help="HOST:PORT of process 0 (env TFBIND_COORDINATOR)")
+    multi.add_argument("--num-processes", type=int, help="processes in the job (env TFBIND_NUM_PROCESSES)")
+    multi.add_argument("--process-id", type=int, help="this process, 0..N-1 (env TFBIND_PROCESS_ID)")
+    multi.add_argument("--distributed-auto", action="store_true",
+                       help="let JAX detect the cluster: Cloud TPU pod slices, SLURM (env TFBIND_DISTRIBUTED=auto)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run's best checkpoint on one split")

@@ -1,10 +1,11 @@
 """grain input pipelines over in-memory TF splits.
 
-Training: a seeded permutation per epoch, repeated forever, cut into batches and
-gathered with one numpy fancy-index per batch (about 70x faster than grain's
-per-record `.batch()` on 2 cores). Each JAX process reads only its own strided
-shard, so the pipeline is multi-host ready. The iterator's state is one integer
-(`next_index`), checkpointed with orbax through `grain.checkpoint`.
+Training: a seeded permutation per epoch, repeated forever, cut into global
+batches; each JAX process gathers only its own slice of each batch with one numpy
+fancy-index (about 70x faster than grain's per-record `.batch()` on 2 cores), so
+the pipeline is multi-host ready and the trajectory does not depend on the process
+count. The iterator's state is one integer (`next_index`), checkpointed with orbax
+through `grain.checkpoint` (one file per process).
 
 Evaluation: every row of a split exactly once, in large fixed-size batches, the
 tail padded and masked out afterwards.
@@ -21,14 +22,24 @@ from tfbind_dist.data.io import SplitData
 
 
 class _EpochBatches:
-    """Maps a global batch index to the batch of that step: a pure function of (seed, index)."""
+    """Maps a step index to this process's part of that step's global batch: a pure function of (seed, index).
 
-    def __init__(self, codes: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-        if len(labels) < batch_size:
-            raise ValueError(f"the split has {len(labels)} rows, fewer than one batch of {batch_size}")
+    Every process draws the same seeded permutation of the whole split and gathers only
+    its contiguous slice of each global batch, so the global batch (and the training
+    trajectory) is the same for any number of processes.
+    """
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray, global_batch: int, seed: int,
+                 process_index: int, process_count: int):
+        if len(labels) < global_batch:
+            raise ValueError(f"the split has {len(labels)} rows, fewer than one batch of {global_batch}")
+        if global_batch % process_count:
+            raise ValueError(f"batch size {global_batch} is not divisible by {process_count} processes")
         self.codes, self.labels = codes, labels
-        self.batch_size, self.seed = batch_size, seed
-        self.batches_per_epoch = len(labels) // batch_size
+        self.global_batch, self.seed = global_batch, seed
+        local = global_batch // process_count
+        self.local = slice(process_index * local, (process_index + 1) * local)
+        self.batches_per_epoch = len(labels) // global_batch
 
     @functools.lru_cache(maxsize=2)
     def permutation(self, epoch: int) -> np.ndarray:
@@ -36,24 +47,19 @@ class _EpochBatches:
 
     def __call__(self, index: int, _unused) -> dict[str, np.ndarray]:
         epoch, within = divmod(index, self.batches_per_epoch)
-        rows = self.permutation(epoch)[within * self.batch_size:(within + 1) * self.batch_size]
+        rows = self.permutation(epoch)[within * self.global_batch:(within + 1) * self.global_batch][self.local]
         return {"codes": self.codes[rows], "labels": self.labels[rows]}
-
-
-def process_shard(split: SplitData, process_index: int, process_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The strided slice of a split that one JAX process reads."""
-    return split.codes[process_index::process_count], split.labels[process_index::process_count]
 
 
 def train_dataset(split: SplitData, *, batch_size: int, seed: int, process_index: int = 0,
                   process_count: int = 1, prefetch_threads: int = 0) -> grain.IterDataset:
-    """Infinite, shuffled stream of this process's batches ({"codes": (b, L) uint8, "labels": (b,) int8}).
+    """Infinite, shuffled stream of this process's part of each global batch.
 
-    `batch_size` is the per-process batch. Each epoch uses a fresh seeded permutation;
-    an incomplete final batch of an epoch is dropped (the next epoch reshuffles).
+    Yields {"codes": (batch_size / process_count, L) uint8, "labels": (...,) int8}. Each epoch
+    uses a fresh seeded permutation; an incomplete final batch of an epoch is dropped (the
+    next epoch reshuffles).
     """
-    codes, labels = process_shard(split, process_index, process_count)
-    batches = _EpochBatches(codes, labels, batch_size, seed)
+    batches = _EpochBatches(split.codes, split.labels, batch_size, seed, process_index, process_count)
     dataset = grain.MapDataset.range(batches.batches_per_epoch).repeat().map_with_index(batches)
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=prefetch_threads, prefetch_buffer_size=8))
 

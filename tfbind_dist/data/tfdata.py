@@ -15,7 +15,8 @@ import numpy as np
 class TFDataTrainIterator:
     """Infinite batch iterator over a tf.data pipeline, with grain-style get/set_state."""
 
-    def __init__(self, codes: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int):
+    def __init__(self, codes: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
+                 process_index: int = 0, process_count: int = 1):
         try:
             import tensorflow as tf
         except ImportError:
@@ -24,6 +25,8 @@ class TFDataTrainIterator:
         self._tf = tf
         self._codes, self._labels = codes, labels
         self._batch_size, self._seed = batch_size, seed
+        local = batch_size // process_count
+        self._local = (process_index * local, (process_index + 1) * local)  # this process's slice of a batch
         self._next_index = 0
         self._iterator = self._build(skip=0)
 
@@ -32,6 +35,8 @@ class TFDataTrainIterator:
         ds = tf.data.Dataset.from_tensor_slices({"codes": self._codes, "labels": self._labels})
         ds = ds.shuffle(len(self._labels), seed=self._seed, reshuffle_each_iteration=True)
         ds = ds.batch(self._batch_size, drop_remainder=True).repeat().skip(skip)
+        lo, hi = self._local
+        ds = ds.map(lambda batch: {k: v[lo:hi] for k, v in batch.items()})
         return iter(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
 
     def __iter__(self):

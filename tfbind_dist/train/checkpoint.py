@@ -32,12 +32,14 @@ class RunCheckpoints:
         self.best = ocp.CheckpointManager(directory / "best", options=options)
 
     def save_latest(self, step: int, state, data_iterator, progress: dict[str, Any]) -> None:
+        self.best.wait_until_finished()  # both managers use per-step barriers across processes: never overlap
         args = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(progress)}
         if data_iterator is not None:
             args["data_iter"] = grain.checkpoint.CheckpointSave(data_iterator)
         self.latest.save(step, args=ocp.args.Composite(**args), force=True)
 
     def save_best(self, step: int, state, progress: dict[str, Any]) -> None:
+        self.latest.wait_until_finished()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress))
         self.best.save(step, args=args, force=True)
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from tfbind_dist import config as config_lib
 from tfbind_dist.config import RunConfig
 from tfbind_dist.data.io import SplitData, write_table_atomic
-from tfbind_dist.data.pipeline import process_shard, train_dataset
+from tfbind_dist.data.pipeline import train_dataset
 from tfbind_dist.data.sources import load_splits
 from tfbind_dist.models import build_model
 from tfbind_dist.train.checkpoint import RunCheckpoints
@@ -124,14 +124,15 @@ def write_progress(workdir: Path, record: dict[str, Any]) -> None:
         tmp.replace(workdir / "progress.json")
 
 
-def make_train_iterator(config: RunConfig, train: SplitData, per_process_batch: int):
-    """The configured loader's iterator over this process's shard of the train split."""
+def make_train_iterator(config: RunConfig, train: SplitData):
+    """The configured loader's iterator over this process's part of each global batch."""
     if config.data.loader == "tfdata":
         from tfbind_dist.data.tfdata import TFDataTrainIterator
 
-        codes, labels = process_shard(train, jax.process_index(), jax.process_count())
-        return TFDataTrainIterator(codes, labels, batch_size=per_process_batch, seed=config.train.seed)
-    dataset = train_dataset(train, batch_size=per_process_batch, seed=config.train.seed,
+        return TFDataTrainIterator(train.codes, train.labels, batch_size=config.train.batch_size,
+                                   seed=config.train.seed, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
+    dataset = train_dataset(train, batch_size=config.train.batch_size, seed=config.train.seed,
                             process_index=jax.process_index(), process_count=jax.process_count())
     return iter(dataset)
 
@@ -164,7 +165,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     model = build_model(cfg.model.name, **cfg.model.overrides)
     tx = make_optimizer(tcfg)
     state = jax.device_put(create_state(model, tx, length, tcfg.seed), plan.replicated)
-    batches = make_train_iterator(cfg, splits["train"], tcfg.batch_size // jax.process_count())
+    batches = make_train_iterator(cfg, splits["train"])
     checkpoints = RunCheckpoints(workdir / "checkpoints")
 
     progress_record: dict[str, Any] = {"best_auroc": -1.0, "best_step": 0, "wall_seconds": 0.0}
