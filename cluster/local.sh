@@ -23,9 +23,14 @@ OBJECT_STORE="${TFBIND_OBJECT_STORE:-500000000}"
 DASHBOARD_PORT="${TFBIND_DASHBOARD_PORT:-8265}"
 HEAD_TMP="${TFBIND_RAY_TMP:-/tmp/tfbind-ray}"
 export RAY_USAGE_STATS_ENABLED=0
+# Token authentication on every node and driver (Ray 2.60): the token lives in ~/.ray/auth_token,
+# made here on first use; drivers on this machine pick it up (tfbind sweep sets RAY_AUTH_MODE=token
+# when that file exists).
+export RAY_AUTH_MODE=token
 
 case "${1:-}" in
   up)
+    [ -s "$HOME/.ray/auth_token" ] || "$RAY" get-auth-token --generate >/dev/null
     "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$PORT" \
       --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
       --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \

@@ -73,6 +73,23 @@ def test_spec_validation_names_the_bad_key(tmp_path):
 
 
 @pytest.mark.slow
+def test_multi_host_job_spans_both_nodes(ray_cluster, tmp_path):
+    spec = tmp_path / "two_hosts.yaml"
+    spec.write_text(yaml.safe_dump({"name": "pod", "hosts": 2, "defaults": {
+        "data": {"tf": "CTCF", "path": "synthetic", "synth_n_train": 1200},
+        "train": {"steps": 30, "eval_every": 10}, "model": {"overrides": {"dropout_rate": 0.0}}}}))
+    proc = run_cli("sweep", spec, "--out", tmp_path / "sweep", "--address", ray_cluster, "--quiet",
+                   env_extra={"XLA_FLAGS": ""}, check=True)
+    assert "1/1 jobs finished" in proc.stdout
+    (run,) = [p.parent for p in (tmp_path / "sweep").glob("*/summary.json")]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["num_devices"] == 2
+    attempts = [json.loads(line) for line in (run / "attempts.jsonl").read_text().splitlines()]
+    assert sorted((a["process"], a["node"]) for a in attempts) == [(0, "127.0.0.2"), (1, "127.0.0.3")] or \
+        sorted((a["process"], a["node"]) for a in attempts) == [(0, "127.0.0.3"), (1, "127.0.0.2")]
+
+
+@pytest.mark.slow
 def test_sweep_survives_worker_node_loss_and_reruns_nothing(ray_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "tfbind_dist.cli", "sweep", str(_spec(tmp_path)), "--out", str(sweep),

@@ -228,7 +228,7 @@ def cmd_sweep(args) -> int:
     spec = select_jobs(load_spec(args.spec, overrides), C.parse_set_args(args.only))
     final = run_sweep(spec, args.out, address=args.address, cpus_per_job=args.cpus_per_job,
                       gpus_per_job=args.gpus_per_job, tpus_per_job=args.tpus_per_job,
-                      max_retries=args.max_retries, progress=not args.quiet)
+                      hosts_per_job=args.hosts_per_job, max_retries=args.max_retries, progress=not args.quiet)
     failed = int((final.state == "failed").sum())
     print(f"{int((final.state == 'finished').sum())}/{len(final)} jobs finished"
           + (f", {failed} failed" if failed else "") + f"; leaderboard: {args.out}/leaderboard.md")
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-job", type=float, default=1.0)
     p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per job; the job's mesh uses all it gets")
     p.add_argument("--tpus-per-job", type=float, default=0.0, help="TPU chips per job (Ray resource 'TPU')")
+    p.add_argument("--hosts-per-job", type=int, default=1,
+                   help="nodes per job (multi-host: one process per node via jax.distributed; a spec's `hosts:` "
+                        "sets it per job); resources above are per node")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a job whose worker or node died")
     p.add_argument("--quiet", action="store_true", help="no live table")
     p.set_defaults(func=cmd_sweep)

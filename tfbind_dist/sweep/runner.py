@@ -25,20 +25,24 @@ from tfbind_dist.sweep.spec import Job, SweepSpec
 STATES = ("pending", "running", "finished", "failed")
 
 
-def _train_job(config: dict[str, Any], workdir: str) -> dict[str, Any]:
-    """Body of one sweep task (runs on a Ray worker)."""
+def _train_job(config: dict[str, Any], workdir: str, coordinator: str | None = None, num_processes: int = 1,
+               process_id: int = 0) -> dict[str, Any]:
+    """Body of one sweep task (runs on a Ray worker); with a coordinator, one process of a multi-host job."""
     import ray
 
     from tfbind_dist import config as C
+    from tfbind_dist.train.distributed import DistributedSpec, initialize
     from tfbind_dist.train.loop import train_and_evaluate
 
+    if coordinator:
+        initialize(DistributedSpec(coordinator, num_processes, process_id))
     node = ray.util.get_node_ip_address()
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with open(Path(workdir) / "attempts.jsonl", "a") as log:
-        log.write(json.dumps({"node": node, "node_id": ray.get_runtime_context().get_node_id(),
+        log.write(json.dumps({"node": node, "node_id": ray.get_runtime_context().get_node_id(), "process": process_id,
                               "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
     summary = train_and_evaluate(C.from_dict(config), workdir, progress=False)
-    if summary.get("status") == "finished" and "node" not in summary:
+    if summary.get("status") == "finished" and "node" not in summary and process_id == 0:
         summary["node"] = node
         path = Path(workdir) / "summary.json"
         tmp = path.with_suffix(".json.tmp")
@@ -47,13 +51,60 @@ def _train_job(config: dict[str, Any], workdir: str) -> dict[str, Any]:
     return summary
 
 
+def _coordinator_address() -> str:
+    """HOST:PORT for process 0 of a multi-host job: this node's address and a free port."""
+    import ray
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port = sock.getsockname()[1]
+    return f"{ray.util.get_node_ip_address()}:{port}"
+
+
+def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[str, float],
+                 max_restarts: int) -> dict[str, Any]:
+    """Run one job over `hosts` nodes: a STRICT_SPREAD placement group, one process per node.
+
+    The group is one job: if any process fails (its worker or node died), all are
+    cancelled and the group restarts from the job's latest checkpoint, up to
+    `max_restarts` times.
+    """
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([dict(bundle)] * hosts, strategy="STRICT_SPREAD")
+    worker = ray.remote(max_calls=1)(_train_job)
+    address = ray.remote(_coordinator_address)
+    try:
+        for attempt in range(max_restarts + 1):
+            ray.get(group.ready())
+            on = lambda i: PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)  # noqa: E731
+            coordinator = ray.get(address.options(num_cpus=0, scheduling_strategy=on(0)).remote())
+            refs = [worker.options(num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0),
+                                   resources={k: v for k, v in bundle.items() if k not in ("CPU", "GPU")} or None,
+                                   max_retries=0, scheduling_strategy=on(i)).remote(config, workdir, coordinator, hosts, i)
+                    for i in range(hosts)]
+            try:
+                return ray.get(refs)[0]
+            except ray.exceptions.RayError:
+                for ref in refs:
+                    ray.cancel(ref, force=True)
+                if attempt == max_restarts:
+                    raise
+    finally:
+        remove_placement_group(group)
+
+
 def connect(address: str) -> None:
     """Join an existing cluster (`auto`, HOST:PORT) or start a local one (`local`)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if (Path.home() / ".ray" / "auth_token").exists():  # clusters started by cluster/local.sh use token auth
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # (read when ray is imported)
     import ray
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == "local":
         ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
         return
@@ -111,7 +162,7 @@ class LiveTable:
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_per_job: float = 1.0,
-              gpus_per_job: float = 0.0, tpus_per_job: float = 0.0, max_retries: int = 2,
+              gpus_per_job: float = 0.0, tpus_per_job: float = 0.0, hosts_per_job: int = 1, max_retries: int = 2,
               poll_seconds: float = 2.0, progress: bool = True) -> pd.DataFrame:
     """Run every unfinished job of `spec` on Ray; returns the final status table and writes the report."""
     out = Path(out).absolute()
@@ -125,16 +176,24 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
     table = LiveTable(progress)
     errors: dict[str, str] = {}
     if todo:
+        connect(address)
         import ray
 
-        connect(address)
         resources = {"TPU": tpus_per_job} if tpus_per_job else None
         remote = ray.remote(max_calls=1)(_train_job)
+        group = ray.remote(_train_group)
         refs = {}
         for job in todo:
-            ref = remote.options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, resources=resources,
-                                 max_retries=max_retries, retry_exceptions=False, scheduling_strategy="SPREAD",
-                                 name=job.job_id).remote(job.config.to_dict(), str(out / job.job_id))
+            hosts = max(job.hosts, hosts_per_job)
+            if hosts > 1:  # the group task only coordinates; its processes hold the resources
+                bundle = {"CPU": cpus_per_job, "GPU": gpus_per_job, **(resources or {})}
+                ref = group.options(num_cpus=0, max_retries=max_retries, name=job.job_id).remote(
+                    job.config.to_dict(), str(out / job.job_id), hosts, {k: v for k, v in bundle.items() if v},
+                    max_retries)
+            else:
+                ref = remote.options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, resources=resources,
+                                     max_retries=max_retries, retry_exceptions=False, scheduling_strategy="SPREAD",
+                                     name=job.job_id).remote(job.config.to_dict(), str(out / job.job_id))
             refs[ref] = job.job_id
             states[job.job_id] = "running"
         try:
