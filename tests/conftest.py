@@ -29,6 +29,20 @@ def synth_dir(tmp_path_factory):
     return out
 
 
+RAY_PORT = "6390"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One real two-node Ray cluster (cluster/local.sh) for the whole session; yields its address."""
+    env = {**os.environ, "TFBIND_RAY_PORT": RAY_PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
+           "TFBIND_CPUS_PER_NODE": "2", "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
+    up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    yield f"127.0.0.2:{RAY_PORT}"
+    subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
+
+
 def run_cli(*args, env_extra=None, check=False, timeout=600):
     """Run `tfbind ...` as a user would, in a fresh process; returns CompletedProcess."""
     env = {**os.environ, **(env_extra or {})}

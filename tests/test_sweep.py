@@ -13,19 +13,6 @@ import yaml
 from conftest import REPO, run_cli
 from tfbind_dist.sweep.spec import load_spec
 
-PORT = "6390"
-ADDRESS = f"127.0.0.2:{PORT}"
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
-    env = {**os.environ, "TFBIND_RAY_PORT": PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
-           "TFBIND_CPUS_PER_NODE": "2",
-           "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
-    up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
-    assert up.returncode == 0, up.stderr
-    yield ADDRESS
-    subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
 
 
 def _spec(tmp_path, steps=300):

@@ -105,3 +105,21 @@ def test_cli_train_synthetic_ctcf_end_to_end(tmp_path):
     again = run_cli("train", "--tf", "CTCF", "--data", "synthetic", "--steps", "300", "--out", run,
                     env_extra=one_device, check=True)
     assert json.loads(again.stdout) == summary  # finished runs are not trained again
+
+
+def test_resume_after_a_kill_between_best_and_latest_saves(synth_dir, tmp_path):
+    """A run killed after saving a new best but before its latest checkpoint resumes cleanly."""
+    import shutil
+
+    cfg = _config(synth_dir, **{"train.steps": 40, "train.eval_every": 20})
+    straight = train_and_evaluate(cfg, tmp_path / "straight", progress=False)
+    assert straight["best_step"] == 40
+    run = tmp_path / "run"
+    train_and_evaluate(C.with_overrides(cfg, {"train.halt_after": 20}), run, progress=False)
+    best = run / "checkpoints" / "best"
+    shutil.rmtree(best / "20")  # as if killed right after best/40 was written (and best/20 pruned)
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "best" / "40", best / "40")
+    resumed = train_and_evaluate(cfg, run, progress=False)
+    assert resumed["resumed_from"] == [20]
+    for key in ("best_step", "best_valid_auroc", "test_auroc"):
+        assert resumed[key] == pytest.approx(straight[key], abs=1e-6), key

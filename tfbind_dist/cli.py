@@ -235,12 +235,39 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_score(args) -> int:
+    from tfbind_dist.scoring.service import score_shards
+
+    outputs = tuple(o for group in args.outputs for o in group.split(","))
+    summary = score_shards(args.runs, args.input, args.out, outputs, address=args.address, actors=args.actors,
+                           cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                           batch_size=args.batch_size, ism_dtype=args.ism_dtype, on_bad_rows=args.on_bad_rows,
+                           progress=not args.quiet)
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    actors = ", ".join(f"{name} {rows / summary.seconds:,.0f} rows/s" for name, rows in sorted(summary.per_actor.items()))
+    print(f"scored {summary.rows:,} rows into {summary.shards_written} shards in {summary.seconds:.1f} s "
+          f"({rate:,.0f} rows/s){'; per actor: ' + actors if actors else ''}")
+    for message in summary.shards_failed:
+        print(f"tfbind: error: {message}", file=sys.stderr)
+    return 1 if summary.shards_failed else 0
+
+
 def cmd_report(args) -> int:
     from tfbind_dist.sweep.report import to_markdown, write_report
 
     table = write_report(args.root)
     print(to_markdown(table.drop(columns=["node"])))
     print(f"wrote {args.root}/leaderboard.parquet, leaderboard.md, learning_curves.png")
+    return 0
+
+
+def cmd_data_shard(args) -> int:
+    from tfbind_dist.scoring.shard import shard_input
+
+    summary = shard_input(args.src, args.out, window=args.window, stride=args.stride,
+                          rows_per_shard=args.rows_per_shard, n_policy=args.n_policy, progress=not args.quiet)
+    print(f"wrote {summary.rows:,} rows in {summary.shards} shards to {summary.out_dir}"
+          + (f"; skipped {summary.skipped_n:,} windows containing N" if summary.skipped_n else ""))
     return 0
 
 
@@ -325,6 +352,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no live table")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("score", help="score Parquet shards with one or more runs (Ray Data), resumable",
+                       description="Predictions, gradients and ISM for every row of SHARD_DIR's Parquet shards (from "
+                                   "`tfbind data shard`), with every run's best model, in one pass over the data. "
+                                   "Writes OUT_DIR/<shard>.parquet per input shard atomically and records it in "
+                                   "OUT_DIR/_MANIFEST.jsonl; a re-run scores only what is missing.")
+    p.add_argument("--runs", nargs="+", required=True, help="run directories (column prefix: each run's TF)")
+    p.add_argument("--input", required=True, help="shard directory")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--outputs", action="append", default=[], required=True,
+                   help="comma-separated: prob, logit, grad, grad_corrected, ism, ism_summary")
+    p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
+    p.add_argument("--actors", type=int, default=1, help="scoring actors (each loads every model once)")
+    p.add_argument("--cpus-per-actor", type=float, default=0.5)
+    p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--ism-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--on-bad-rows", choices=["fail", "skip"], default="fail",
+                   help="fail: a shard with a bad row is not written (others are); skip: write bad rows to "
+                        "OUT_DIR/errors/ and score the rest")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_score)
+
     p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
     p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")
     p.set_defaults(func=cmd_report)
@@ -342,6 +391,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-policy", default="uniform", choices=["uniform", "zeros", "ones", "error"],
                    help="how N is encoded; 'error' rejects sequences containing N")
     p.set_defaults(func=cmd_data_import)
+
+    p = data.add_parser("shard", help="stream a FASTA genome, CSV/TSV or Parquet into Parquet shards for scoring",
+                        description="Tile FASTA records into windows (chrom, start, end) or re-shard CSV/TSV/Parquet "
+                                    "sequences, streaming with flat memory, into OUT/part-NNNNN.parquet with a stable "
+                                    "int64 `id` and uint8 base codes as fixed-size binary; OUT/_SHARDS.json last.")
+    p.add_argument("src", help="FASTA (.fa/.fasta/.fna[.gz]), CSV/TSV with a 'sequence' column, or Parquet file/dir")
+    p.add_argument("--out", required=True, help="shard directory")
+    p.add_argument("--window", type=int, default=200, help="window / sequence length (bp)")
+    p.add_argument("--stride", type=int, help="FASTA tiling step (default: the window)")
+    p.add_argument("--rows-per-shard", type=int, default=100_000)
+    p.add_argument("--n-policy", choices=["skip", "keep"], default="skip",
+                   help="FASTA windows containing N (or IUPAC ambiguity codes): skip and count them, or keep as N")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_data_shard)
 
     p = data.add_parser("synth", help="synthetic data from real JASPAR motifs (the embedded default data)")
     p.add_argument("--out", required=True, help="output dataset directory")

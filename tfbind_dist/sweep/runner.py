@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from tfbind_dist.ray_utils import connect
 from tfbind_dist.sweep.report import write_report
 from tfbind_dist.sweep.spec import Job, SweepSpec
 
@@ -94,23 +95,6 @@ def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[
                     raise
     finally:
         remove_placement_group(group)
-
-
-def connect(address: str) -> None:
-    """Join an existing cluster (`auto`, HOST:PORT) or start a local one (`local`)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if (Path.home() / ".ray" / "auth_token").exists():  # clusters started by cluster/local.sh use token auth
-        os.environ.setdefault("RAY_AUTH_MODE", "token")  # (read when ray is imported)
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address == "local":
-        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
-        return
-    host = address.split(":")[0]
-    kwargs = {"_node_ip_address": host} if host.startswith("127.") else {}
-    ray.init(address=address, log_to_driver=False, **kwargs)
 
 
 def _last_attempt(workdir: Path) -> dict[str, Any]:

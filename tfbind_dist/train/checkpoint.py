@@ -22,6 +22,12 @@ def abstract_like(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _replace_step(manager: ocp.CheckpointManager, step: int) -> None:
+    """Drop `step` if an earlier, interrupted attempt already saved it (a resumed run recomputes it exactly)."""
+    if step in manager.all_steps():
+        manager.delete(step)
+
+
 class RunCheckpoints:
     """The two checkpoint managers of one run directory."""
 
@@ -33,6 +39,7 @@ class RunCheckpoints:
 
     def save_latest(self, step: int, state, data_iterator, progress: dict[str, Any]) -> None:
         self.best.wait_until_finished()  # both managers use per-step barriers across processes: never overlap
+        _replace_step(self.latest, step)
         args = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(progress)}
         if data_iterator is not None:
             args["data_iter"] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -40,6 +47,7 @@ class RunCheckpoints:
 
     def save_best(self, step: int, state, progress: dict[str, Any]) -> None:
         self.latest.wait_until_finished()
+        _replace_step(self.best, step)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress))
         self.best.save(step, args=args, force=True)
 

@@ -1,0 +1,22 @@
+"""Connecting to Ray: shared by sweeps and the scoring service."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def connect(address: str) -> None:
+    """Join an existing cluster (`auto`, HOST:PORT) or start a local one (`local`)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if (Path.home() / ".ray" / "auth_token").exists():  # clusters started by cluster/local.sh use token auth
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # (read when ray is imported)
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address == "local":
+        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        return
+    host = address.split(":")[0]
+    kwargs = {"_node_ip_address": host} if host.startswith("127.") else {}
+    ray.init(address=address, log_to_driver=False, **kwargs)

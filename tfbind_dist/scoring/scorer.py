@@ -1,0 +1,149 @@
+"""Scoring a batch of sequences with one or several trained models: the per-actor work of `tfbind score`.
+
+Pure with respect to files: it takes a pyarrow table (an `id` column, `codes` as fixed-size
+binary or `sequence` as text, plus pass-through columns) and returns a table of scores.
+Invalid rows are not scored; they come back listed in `errors` with their reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
+from tfbind_dist.interpret import gradients
+from tfbind_dist.interpret.ism import ism_fast
+from tfbind_dist.interpret.outputs import predict
+
+OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
+BASES = np.array(list("ACGT"))
+PASS_THROUGH = ("chrom", "start", "end", "name")
+
+
+class Scored(NamedTuple):
+    table: pa.Table  # one row per valid input row
+    errors: list[tuple[int, str]]  # (row index in the input batch, reason)
+
+
+@dataclass
+class LoadedModel:
+    key: str  # column prefix, e.g. "CTCF"
+    module: object
+    variables: dict
+    n_policy: str
+    length: int
+
+
+def load_models(runs: list[str | Path]) -> list[LoadedModel]:
+    """Best checkpoints of the runs; column prefixes are the TF names (run names when TFs repeat)."""
+    from tfbind_dist.train.loop import load_model
+
+    models = [load_model(run) for run in runs]
+    tfs = [m.config.data.tf for m in models]
+    keys = [tf if tfs.count(tf) == 1 else Path(run).name for tf, run in zip(tfs, runs)]
+    return [LoadedModel(k, m.module, m.variables, m.config.data.n_policy, m.length) for k, m in zip(keys, models)]
+
+
+def _codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """(N, L) codes from `codes` or `sequence`, with invalid rows zeroed and listed."""
+    errors: list[tuple[int, str]] = []
+    n = table.num_rows
+    if "codes" in table.column_names:
+        column = table.column("codes").combine_chunks()
+        width = column.type.byte_width if pa.types.is_fixed_size_binary(column.type) else None
+        if width is None:
+            raw = column.to_pylist()
+            lengths = np.array([len(r) for r in raw])
+            buf = np.zeros((n, length), np.uint8)
+            for i, r in enumerate(raw):
+                if len(r) == length:
+                    buf[i] = np.frombuffer(r, np.uint8)
+        else:
+            lengths = np.full(n, width)
+            buf = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * width:(column.offset + n) * width]
+            buf = buf.reshape(n, width) if width == length else np.zeros((n, length), np.uint8)
+        bad_code = (buf > N_CODE).any(axis=1)
+        for i in np.flatnonzero(lengths != length):
+            errors.append((int(i), f"length {lengths[i]}, the model expects {length}"))
+        for i in np.flatnonzero(bad_code & (lengths == length)):
+            errors.append((int(i), f"invalid base code {int(buf[i].max())} at position {int(np.argmax(buf[i] > N_CODE))}"))
+        codes = np.where((lengths == length)[:, None] & ~bad_code[:, None], buf, 0).astype(np.uint8)
+        return codes, errors
+    sequences = table.column("sequence").to_pylist()
+    codes = np.zeros((n, length), np.uint8)
+    for i, seq in enumerate(sequences):
+        if seq is None or len(seq) != length:
+            errors.append((i, f"length {0 if seq is None else len(seq)}, the model expects {length}"))
+            continue
+        raw = np.frombuffer(seq.encode("ascii", "replace"), np.uint8)[None]
+        try:
+            codes[i] = encode_bytes(raw)[0]
+        except SequenceError as err:
+            errors.append((i, str(err).split(": ", 1)[1]))
+    return codes, errors
+
+
+def _fixed_list(values: np.ndarray, dtype) -> pa.Array:
+    flat = values.reshape(len(values), -1).astype(dtype)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+
+
+def score_table(table: pa.Table, models: list[LoadedModel], outputs: tuple[str, ...], *,
+                ism_dtype: str = "float16", pad_to: int | None = None) -> Scored:
+    """Score every valid row of `table` with every model; see the README's output schema."""
+    unknown = set(outputs) - set(OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown output(s) {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+    length = models[0].length
+    codes, errors = _codes_of(table, length)
+    good = np.ones(table.num_rows, bool)
+    good[[i for i, _ in errors]] = False
+    codes = codes[good]
+    n = len(codes)
+    size = max(n, pad_to or n)
+    if size > n:  # fixed batch shapes: one compilation per kernel
+        codes = np.concatenate([codes, np.zeros((size - n, length), np.uint8)])
+    columns: dict[str, pa.Array] = {"id": table.column("id").filter(pa.array(good))}
+    for name in PASS_THROUGH:
+        if name in table.column_names:
+            columns[name] = table.column(name).filter(pa.array(good))
+    dtype = np.float16 if ism_dtype == "float16" else np.float32
+    for m in models:
+        kwargs = {"n_policy": m.n_policy}
+        if "prob" in outputs or "logit" in outputs:
+            logit = np.asarray(predict(m.module, m.variables, codes, output="logit", **kwargs))[:n]
+            if "prob" in outputs:
+                columns[f"{m.key}_prob"] = pa.array((1 / (1 + np.exp(-logit.astype(np.float64)))).astype(np.float32))
+            if "logit" in outputs:
+                columns[f"{m.key}_logit"] = pa.array(logit)
+        if "grad" in outputs or "grad_corrected" in outputs:
+            grad = np.asarray(gradients.input_gradients(m.module, m.variables, codes, **kwargs))[:n]
+            if "grad" in outputs:
+                columns[f"{m.key}_grad"] = _fixed_list(grad, np.float32)
+            if "grad_corrected" in outputs:
+                columns[f"{m.key}_grad_corrected"] = _fixed_list(gradients.correct_gradients(grad), np.float32)
+        if "ism" in outputs or "ism_summary" in outputs:
+            delta = np.asarray(ism_fast(m.module, m.variables, codes, output="prob", **kwargs).delta)[:n]
+            if "ism" in outputs:
+                columns[f"{m.key}_ism"] = _fixed_list(delta, dtype)
+            if "ism_summary" in outputs:
+                columns.update(_ism_summary(m.key, delta))
+    return Scored(pa.table(columns), errors)
+
+
+def _ism_summary(key: str, delta: np.ndarray) -> dict[str, pa.Array]:
+    """Per-position importance (sum of |delta|) and the strongest loss- and gain-of-binding substitutions."""
+    flat = delta.reshape(len(delta), -1)
+    out = {f"{key}_ism_importance": _fixed_list(np.abs(delta).sum(-1), np.float16)}
+    for name, pick in (("loss", np.argmin), ("gain", np.argmax)):
+        idx = pick(flat, axis=1)
+        out[f"{key}_ism_{name}_pos"] = pa.array((idx // 4).astype(np.int32))
+        out[f"{key}_ism_{name}_alt"] = pa.array(BASES[idx % 4])
+        out[f"{key}_ism_{name}_delta"] = pa.array(flat[np.arange(len(flat)), idx].astype(np.float32))
+    return out
+
+
+__all__ = ["OUTPUTS", "LoadedModel", "Scored", "load_models", "score_table"]

@@ -1,0 +1,406 @@
+"""Streaming sharding of large sequence inputs into fixed-window Parquet shards.
+
+`shard_input` turns a FASTA genome, a CSV/TSV of sequences, or Parquet files into
+`part-00000.parquet`, `part-00001.parquet`, ... holding a global row `id`, the
+window's uint8 base `codes` as fixed-size binary (one byte per base) and the
+input's metadata columns, then writes the `_SHARDS.json` manifest last. Inputs are
+streamed: FASTA line by line, in chunks encoded with one lookup-table gather and
+cut into windows with numpy views, so memory stays flat whatever the input size.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from numpy.lib.stride_tricks import sliding_window_view
+from tqdm.auto import tqdm
+
+from tfbind_dist.data.encoding import _LUT, INVALID, N_CODE
+from tfbind_dist.data.io import DataError, encode_column, write_table_atomic
+
+SHARD_MANIFEST = "_SHARDS.json"
+SHARD_N_POLICIES = ("skip", "keep")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
+CSV_SUFFIXES = (".csv", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+RESERVED_COLUMNS = ("id", "codes", "sequence")
+
+_PART = re.compile(r"part-\d{5}\.parquet")
+_CHUNK_BYTES = 1 << 20  # FASTA sequence bytes encoded and tiled at a time
+_CSV_BLOCK_BYTES = 1 << 22
+_BATCH_ROWS = 65_536
+_FASTA_LUT = _LUT.copy()
+_FASTA_LUT[np.frombuffer(b"RYKMSWBDHVrykmswbdhv", dtype=np.uint8)] = N_CODE
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """What `shard_input` wrote: shard and row counts, N windows skipped, window size, directory."""
+
+    shards: int
+    rows: int
+    skipped_n: int
+    window: int
+    out_dir: Path
+
+
+class _ShardWriter:
+    """Collect encoded windows in a fixed (rows_per_shard, window) buffer and flush full shards."""
+
+    def __init__(self, out_dir: Path, window: int, rows_per_shard: int):
+        self.out_dir = out_dir
+        self.window = window
+        self.buffer = np.empty((rows_per_shard, window), dtype=np.uint8)
+        self.fill = 0
+        self.extra: list[pa.Table] = []
+        self.shards: list[dict] = []
+        self.rows = 0
+
+    def add(self, rows: np.ndarray, extra: pa.Table, index: np.ndarray | None = None) -> None:
+        """Append `rows[index]` (all rows when `index` is None) with their metadata `extra`."""
+        count = len(rows) if index is None else len(index)
+        done = 0
+        while done < count:
+            take = min(len(self.buffer) - self.fill, count - done)
+            dest = self.buffer[self.fill: self.fill + take]
+            # fancy indexing copies only the picked rows; np.take would copy a whole strided view first
+            dest[...] = rows[done: done + take] if index is None else rows[index[done: done + take]]
+            self.extra.append(extra.slice(done, take))
+            self.fill += take
+            done += take
+            if self.fill == len(self.buffer):
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows as the next shard."""
+        if not self.fill:
+            return
+        n = self.fill
+        try:
+            extra = pa.concat_tables(self.extra)
+        except pa.ArrowInvalid as err:
+            raise DataError(f"input columns differ between files or batches ({str(err).splitlines()[0]})") from None
+        ids = pa.array(np.arange(self.rows, self.rows + n, dtype=np.int64))
+        codes = pa.FixedSizeBinaryArray.from_buffers(pa.binary(self.window), n,
+                                                     [None, pa.py_buffer(self.buffer[:n])])
+        table = pa.table([ids, codes, *extra.columns], names=["id", "codes", *extra.column_names])
+        path = self.out_dir / f"part-{len(self.shards):05d}.parquet"
+        write_table_atomic(table, path)
+        self.shards.append({"file": path.name, "rows": n, "first_id": self.rows})
+        self.rows += n
+        self.fill = 0
+        self.extra = []
+
+    def remove_written(self) -> None:
+        """Delete the shards written so far (after a failure)."""
+        for shard in self.shards:
+            (self.out_dir / shard["file"]).unlink(missing_ok=True)
+
+
+class _RecordTiler:
+    """Cut one FASTA record into windows as its sequence lines arrive.
+
+    Only the encoded tail after the next window start (< window bytes) is kept
+    between chunks; positions are 0-based within the record.
+    """
+
+    def __init__(self, name: str, source: Path, window: int, stride: int, skip_n: bool, writer: _ShardWriter):
+        self.name, self.source, self.window, self.stride = name, source, window, stride
+        self.skip_n, self.writer = skip_n, writer
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.tail = np.empty(0, dtype=np.uint8)
+        self.tail_start = 0
+        self.data_end = 0
+        self.next_start = 0
+        self.skipped = 0
+
+    def feed(self, line: bytes) -> None:
+        self.pending.append(line)
+        self.pending_bytes += len(line)
+        if self.pending_bytes >= _CHUNK_BYTES:
+            self._process()
+
+    def finish(self) -> int:
+        """Tile what is left (a final partial window is dropped); return the N windows skipped."""
+        if self.pending:
+            self._process()
+        return self.skipped
+
+    def _process(self) -> None:
+        raw = np.frombuffer(b"".join(self.pending), dtype=np.uint8)
+        self.pending, self.pending_bytes = [], 0
+        codes = _FASTA_LUT[raw]
+        if (codes == INVALID).any():
+            at = int(np.argmax(codes == INVALID))
+            raise DataError(f"{self.source} record {self.name!r}: invalid character {chr(raw[at])!r} at position "
+                            f"{self.data_end + at} (allowed: ACGTN and IUPAC codes, any case)")
+        buf_start = self.tail_start
+        buf = np.concatenate([self.tail, codes]) if len(self.tail) else codes
+        self.data_end += len(raw)
+        if self.next_start + self.window <= self.data_end:
+            count = (self.data_end - self.window - self.next_start) // self.stride + 1
+            local = (self.next_start - buf_start) + self.stride * np.arange(count, dtype=np.int64)
+            self.next_start += count * self.stride
+            if self.skip_n and (buf == N_CODE).any():
+                n_seen = np.concatenate(([0], np.cumsum(buf == N_CODE, dtype=np.int64)))
+                has_n = n_seen[local + self.window] > n_seen[local]
+                self.skipped += int(has_n.sum())
+                local = local[~has_n]
+            starts = local + buf_start
+            extra = pa.table({"chrom": pa.repeat(pa.scalar(self.name, pa.string()), len(starts)),
+                              "start": starts, "end": starts + self.window})
+            self.writer.add(sliding_window_view(buf, self.window), extra, index=local)
+        self.tail_start = min(self.next_start, self.data_end)
+        self.tail = buf[self.tail_start - buf_start:].copy()
+
+
+def _shard_fasta(path: Path, writer: _ShardWriter, *, window: int, stride: int, skip_n: bool,
+                 progress: bool) -> int:
+    """Stream a FASTA (gzip accepted) into `writer`; return the number of N windows skipped."""
+    skipped, record, count = 0, None, 0
+    with open(path, "rb") as raw, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="shard",
+                                       disable=not progress) as bar:
+        handle = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
+        for line in handle:
+            count += 1
+            if not count % 4096:
+                bar.update(raw.tell() - bar.n)
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith(b">"):
+                if record is not None:
+                    skipped += record.finish()
+                tokens = line[1:].split()
+                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{count}"
+                record = _RecordTiler(name, path, window, stride, skip_n, writer)
+            elif record is None:
+                raise DataError(f"{path}: sequence data before the first '>' header")
+            else:
+                record.feed(line)
+        if record is not None:
+            skipped += record.finish()
+        bar.update(raw.tell() - bar.n)
+    return skipped
+
+
+def _csv_batches(path: Path) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Stream a CSV/TSV (gzip accepted) in record batches with `sequence` read as text."""
+    delimiter = "\t" if path.name.removesuffix(".gz").endswith(".tsv") else ","
+    try:
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(column_types={"sequence": pa.string()}),
+        )
+        if "sequence" not in reader.schema.names:
+            raise DataError(f"{path}: no 'sequence' column; found {reader.schema.names}")
+        for batch in reader:
+            yield str(path), batch
+    except (pa.ArrowInvalid, OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read as CSV ({str(err).splitlines()[0]})") from None
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
+    if not files:
+        raise DataError(f"{path}: no Parquet files")
+    return files
+
+
+def _parquet_batches(files: list[Path]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Stream Parquet files in record batches."""
+    for file in files:
+        try:
+            parquet = pq.ParquetFile(file)
+            if not {"sequence", "codes"} & set(parquet.schema_arrow.names):
+                raise DataError(f"{file}: no 'sequence' or 'codes' column; found {parquet.schema_arrow.names}")
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+                yield str(file), batch
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{file}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
+
+
+def _batch_codes(batch: pa.RecordBatch, source: str, window: int, row_offset: int) -> np.ndarray:
+    """(rows, window) uint8 codes of a batch, from its `codes` or else its `sequence` column."""
+    if "codes" in batch.schema.names:
+        column = batch.column("codes")
+        if not pa.types.is_fixed_size_binary(column.type) or column.type.byte_width != window:
+            raise DataError(f"{source}: field 'codes' must be fixed_size_binary[{window}], found {column.type}")
+        if column.null_count:
+            row = int(np.argmax(np.asarray(column.is_null())))
+            raise DataError(f"{source} row {row + row_offset}: field 'codes' is empty")
+        data = np.frombuffer(column.buffers()[1], dtype=np.uint8)
+        codes = data[column.offset * window: (column.offset + len(column)) * window].reshape(-1, window)
+        bad = (codes > N_CODE).any(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{source} row {row + row_offset}: field 'codes' holds a value above {N_CODE}")
+        return codes
+    column = batch.column("sequence")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise DataError(f"{source}: field 'sequence' must be text, found {column.type}")
+    lengths = pc.binary_length(column).fill_null(window).to_numpy()
+    if (lengths != window).any():
+        row = int(np.argmax(lengths != window))
+        raise DataError(f"{source} row {row + row_offset}: field 'sequence' has length {lengths[row]}, "
+                        f"expected the window {window}")
+    return encode_column(column, source=source, row_offset=row_offset)
+
+
+def _shard_tables(batches: Iterator[tuple[str, pa.RecordBatch]], writer: _ShardWriter, *, window: int,
+                  total: int | None, progress: bool) -> None:
+    """Encode table batches and carry every column but `id`, `codes` and `sequence` through."""
+    current, row = None, 0
+    with tqdm(total=total, unit="rows", unit_scale=True, desc="shard", disable=not progress) as bar:
+        for source, batch in batches:
+            if source != current:
+                current, row = source, 0
+            if batch.num_rows:
+                codes = _batch_codes(batch, source, window, row)
+                extra = pa.Table.from_batches([batch]).drop_columns(
+                    [c for c in RESERVED_COLUMNS if c in batch.schema.names])
+                writer.add(codes, extra)
+            row += batch.num_rows
+            bar.update(batch.num_rows)
+
+
+def _input_kind(src: Path) -> str:
+    name = src.name.lower().removesuffix(".gz")
+    if src.is_dir() or name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(FASTA_SUFFIXES):
+        return "fasta"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise DataError(f"{src}: unknown input kind; expected FASTA ({', '.join(FASTA_SUFFIXES)}), "
+                    f"CSV/TSV, Parquet file or a directory of Parquet files")
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Refuse a directory holding another run's shards; clear an empty manifest and orphaned parts."""
+    if (out_dir / SHARD_MANIFEST).exists():
+        if read_shard_manifest(out_dir)["shards"]:
+            raise DataError(f"{out_dir}: already holds shards ({SHARD_MANIFEST}); "
+                            f"use a new directory or remove the old shards first")
+        (out_dir / SHARD_MANIFEST).unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for orphan in out_dir.glob("part-*.parquet"):
+        if _PART.fullmatch(orphan.name):
+            orphan.unlink()
+
+
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{SHARD_MANIFEST}.", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(manifest, handle, indent=1)
+        os.replace(tmp, out_dir / SHARD_MANIFEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stride: int | None = None,
+                rows_per_shard: int = 100_000, n_policy: str = "skip", progress: bool = False) -> ShardSummary:
+    """Stream a FASTA, CSV/TSV or Parquet input into fixed-window Parquet shards.
+
+    Parameters
+    ----------
+    src : str or Path
+        FASTA (`.fa/.fasta/.fna`), CSV/TSV (`.csv/.tsv`, with a `sequence` column), each
+        optionally gzipped; or a Parquet file or directory with a `sequence` (text) or
+        `codes` (fixed-size binary) column.
+    out_dir : str or Path
+        Receives `part-NNNNN.parquet` shards and then `_SHARDS.json`. A directory whose
+        manifest lists shards is refused; orphaned parts of an unfinished run are removed.
+    window : int
+        Bases per row. FASTA records are tiled into windows of this size; CSV/Parquet
+        sequences must have exactly this length.
+    stride : int, optional
+        Step between FASTA window starts; defaults to `window`. A final partial window is dropped.
+    rows_per_shard : int
+        Most rows in one shard (and the size of the in-memory row buffer).
+    n_policy : str
+        FASTA windows holding an N (IUPAC ambiguity codes count as N): "skip" them
+        (counted in `skipped_n`) or "keep" them with code 4. CSV/Parquet rows always keep N.
+    progress : bool
+        Show a progress bar (bytes for FASTA, rows otherwise).
+
+    Returns
+    -------
+    ShardSummary
+
+    Notes
+    -----
+    Shard columns: `id` (int64, row number 0..N-1 over the written rows in input order),
+    `codes` (fixed_size_binary[window] of uint8 codes A=0, C=1, G=2, T=3, N=4), then
+    `chrom`, `start`, `end` (0-based, half-open) for FASTA, or every input column but
+    `sequence`, `codes` and `id` (an input `id` is replaced) for CSV/Parquet. Invalid
+    characters raise DataError naming the file and record/row and position, and the
+    shards already written are removed, so a failed run leaves no manifest.
+    """
+    src, out_dir = Path(src), Path(out_dir)
+    if n_policy not in SHARD_N_POLICIES:
+        raise ValueError(f"n_policy must be one of {SHARD_N_POLICIES}, got {n_policy!r}")
+    stride = window if stride is None else stride
+    for name, value in (("window", window), ("stride", stride), ("rows_per_shard", rows_per_shard)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if not src.exists():
+        raise DataError(f"{src}: no such file or directory")
+    kind = _input_kind(src)
+    if src.is_dir() and src.resolve() == out_dir.resolve():
+        raise DataError(f"{out_dir}: output directory is the input directory")
+    _prepare_out_dir(out_dir)
+    writer = _ShardWriter(out_dir, window, rows_per_shard)
+    skipped = 0
+    try:
+        if kind == "fasta":
+            skipped = _shard_fasta(src, writer, window=window, stride=stride, skip_n=n_policy == "skip",
+                                   progress=progress)
+        elif kind == "csv":
+            _shard_tables(_csv_batches(src), writer, window=window, total=None, progress=progress)
+        else:
+            files = _parquet_files(src)
+            total = sum(pq.ParquetFile(f).metadata.num_rows for f in files) if progress else None
+            _shard_tables(_parquet_batches(files), writer, window=window, total=total, progress=progress)
+        writer.flush()
+        _write_manifest(out_dir, {
+            "window": window, "stride": stride if kind == "fasta" else None, "rows": writer.rows,
+            "shards": writer.shards, "skipped_n": skipped, "source": str(src),
+            "n_policy": n_policy if kind == "fasta" else "keep",
+        })
+    except BaseException:
+        writer.remove_written()
+        raise
+    return ShardSummary(shards=len(writer.shards), rows=writer.rows, skipped_n=skipped, window=window,
+                        out_dir=out_dir)
+
+
+def read_shard_manifest(shard_dir: str | Path) -> dict:
+    """Load `_SHARDS.json` of a shard directory."""
+    path = Path(shard_dir) / SHARD_MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{shard_dir}: no {SHARD_MANIFEST}; not a finished shard directory") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: unreadable manifest ({err})") from None
+    if not isinstance(manifest, dict) or "shards" not in manifest:
+        raise DataError(f"{path}: not a shard manifest")
+    return manifest
