@@ -60,7 +60,10 @@ def _scatter_deltas(alts: jax.Array, values: jax.Array, codes: jax.Array) -> jax
     return jnp.where(jax.nn.one_hot(codes, 4, dtype=bool), 0.0, full)
 
 
-def _result(delta: jax.Array, reference: jax.Array) -> ISMResult:
+def _over_sequences(one_sequence: Callable, codes: jax.Array, num_alts: int) -> ISMResult:
+    """Map a per-sequence (delta, reference) kernel over a batch, a bounded number of mutants at a time."""
+    chunk = max(1, MUTANTS_PER_CHUNK // (codes.shape[1] * num_alts))
+    delta, reference = chunked_map(one_sequence, codes, chunk)
     return ISMResult(delta, jnp.abs(delta).sum(-1), reference)
 
 
@@ -87,8 +90,7 @@ def _ism_reference(module, variables, codes, *, n_policy, output, num_alts):
         ref = f(x[None])[0]
         return _scatter_deltas(alts, values - ref, seq), ref
 
-    delta, reference = chunked_map(one_sequence, codes, max(1, MUTANTS_PER_CHUNK // (length * num_alts)))
-    return _result(delta, reference)
+    return _over_sequences(one_sequence, codes, num_alts)
 
 
 def ism_reference(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
@@ -302,8 +304,7 @@ def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
         values = transform(logits, output) - transform(ref_logit, output)
         return _scatter_deltas(alts, values.reshape(length, num_alts), seq), transform(ref_logit, output)
 
-    delta, reference = chunked_map(one_sequence, codes, max(1, MUTANTS_PER_CHUNK // (length * num_alts)))
-    return _result(delta, reference)
+    return _over_sequences(one_sequence, codes, num_alts)
 
 
 def ism_fast(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
