@@ -88,7 +88,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
     jobs, seen = [], set()
     for i, overrides_i in enumerate([*combos, *extra]):
         where = f"{path} job {i} ({overrides_i})"
-        job_hosts = int(overrides_i.pop("hosts", hosts)) if "hosts" in overrides_i else hosts
+        overrides_i = dict(overrides_i)
+        job_hosts = int(overrides_i.pop("hosts", hosts))  # a job may ask for its own number of hosts
         cfg = _apply(_apply(defaults, overrides_i, where), overrides or {}, f"{where} with --set")
         jid = job_id(cfg)
         if jid in seen:
