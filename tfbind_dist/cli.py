@@ -12,6 +12,14 @@ import numpy as np
 EPILOG = "Docs: README.md. Every command exits non-zero with one line naming the bad file/row/field on bad input."
 
 
+def _add_sequence_sources(p: argparse.ArgumentParser):
+    """The --sequence / --input choice shared by predict and explain; returns the group for more sources."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sequence", help="one DNA sequence")
+    src.add_argument("--input", help="CSV/TSV/Parquet with a 'sequence' column, FASTA, or one sequence per line")
+    return src
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML run config (data/model/train sections); flags below override it")
     p.add_argument("--tf", help="transcription factor, e.g. CTCF (data.tf)")
@@ -300,9 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="binding probabilities for sequences")
     p.add_argument("--run", required=True, help="run directory")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--sequence", help="one DNA sequence")
-    src.add_argument("--input", help="CSV/TSV/Parquet with a 'sequence' column, FASTA, or one sequence per line")
+    src = _add_sequence_sources(p)
     p.add_argument("--output", help="OUT.csv or OUT.parquet (columns sequence, probability, logit); printed if omitted")
     p.set_defaults(func=cmd_predict)
 
@@ -316,9 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "grad, grad_corrected, grad_x_input, ig), motifs.csv (JASPAR best match vs the "
                                    "attribution hot window) and PNG figures.")
     p.add_argument("--run", required=True, help="run directory")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--sequence", help="one DNA sequence")
-    src.add_argument("--input", help="CSV/TSV/Parquet with a 'sequence' column, FASTA, or one sequence per line")
+    src = _add_sequence_sources(p)
     src.add_argument("--split", choices=["train", "valid", "test"], help="take sequences from the run's data split")
     p.add_argument("--index", default="0", help="with --split: row I or rows A:B (after --label filtering)")
     p.add_argument("--label", type=int, choices=[0, 1], help="with --split: only positives (1) or negatives (0)")

@@ -42,7 +42,8 @@ class ScorerActor:
         from tfbind_dist.scoring.scorer import score_table
 
         scored = score_table(batch, self.models, self.outputs, ism_dtype=self.ism_dtype, pad_to=self.batch_size)
-        good = [i for i in range(batch.num_rows) if i not in {r for r, _ in scored.errors}]
+        bad_rows = {r for r, _ in scored.errors}
+        good = [i for i in range(batch.num_rows) if i not in bad_rows]
         table = scored.table.append_column("path", batch.column("path").take(good))
         table = table.append_column("_error", pa.nulls(table.num_rows, pa.string()))
         if scored.errors:

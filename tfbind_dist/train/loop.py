@@ -295,8 +295,9 @@ def load_model(workdir: str | Path, which: str = "best") -> Model:
 
 
 def _run_sequence_length(workdir: Path, config: RunConfig) -> int:
-    """Sequence length the run was trained on (from the params' flattened dense input)."""
+    """Sequence length the run was trained on: from summary.json, else from its validation split."""
     meta = workdir / "summary.json"
-    if meta.exists() and "length" in json.loads(meta.read_text()):
-        return int(json.loads(meta.read_text())["length"])
+    summary = json.loads(meta.read_text()) if meta.exists() else {}
+    if "length" in summary:
+        return int(summary["length"])
     return load_splits(config.data, splits=("valid",))["valid"].length
