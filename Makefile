@@ -1,11 +1,11 @@
 # Two commands for a fresh machine with Python 3.11:
-#   make demo   set up, synthesize the embedded data, train the per-TF models, print results
+#   make demo   set up, synthesize the embedded data, train the per-TF models (default recipe), print results
 #   make test   set up and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_TFS ?= ARID3 ATF2 BACH1 CTCF ELK1 GABPA MAX REST SRF ZNF24
-DEMO_STEPS ?= 1000
+DEMO_STEPS ?= 600
 DEMO_OUT ?= runs/demo
 DEMO_DATA ?= data_synth
 
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/tfbind data synth --out $(DEMO_DATA) --tfs $(DEMO_TFS)
 	@for tf in $(DEMO_TFS); do \
-	  $(BIN)/tfbind train --tf $$tf --model conv_v2 --data $(DEMO_DATA) --steps $(DEMO_STEPS) \
+	  $(BIN)/tfbind train --tf $$tf --data $(DEMO_DATA) --steps $(DEMO_STEPS) \
 	    --out $(DEMO_OUT)/$$tf --quiet > /dev/null && echo "trained $$tf -> $(DEMO_OUT)/$$tf" || exit 1; \
 	done
 	$(BIN)/tfbind sanity --run $(DEMO_OUT)/CTCF

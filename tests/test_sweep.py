@@ -71,7 +71,7 @@ def test_multi_host_job_spans_both_nodes(ray_cluster, tmp_path):
     (run,) = [p.parent for p in (tmp_path / "sweep").glob("*/summary.json")]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["num_devices"] == 2
-    attempts = [json.loads(line) for line in (run / "attempts.jsonl").read_text().splitlines()]
+    attempts = [json.loads(line) for log in run.glob("attempts*.jsonl") for line in log.read_text().splitlines()]
     assert sorted((a["process"], a["node"]) for a in attempts) == [(0, "127.0.0.2"), (1, "127.0.0.3")] or \
         sorted((a["process"], a["node"]) for a in attempts) == [(0, "127.0.0.3"), (1, "127.0.0.2")]
 

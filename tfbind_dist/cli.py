@@ -21,16 +21,22 @@ def _add_sequence_sources(p: argparse.ArgumentParser):
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML run config (data/model/train sections); flags below override it")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--recipe", help="named recipe (default: 'default', the strong general recipe; 'chapter' "
+                                       "reproduces chapter 3) or a recipe YAML path; flags below override it")
+    base.add_argument("--config", help="YAML run config (data/model/train sections), e.g. a run's config.yaml")
     p.add_argument("--tf", help="transcription factor, e.g. CTCF (data.tf)")
-    p.add_argument("--model", help="model preset: conv, conv_v2, baseline, single_conv_only, fewer_conv_channels, "
-                                   "remove_MLP, add_one_transformer_block, add_two_transformer_block")
+    p.add_argument("--model", help="model preset: motif_pool (default recipe), conv, conv_v2, baseline, "
+                                   "single_conv_only, fewer_conv_channels, remove_MLP, add_one_transformer_block, "
+                                   "add_two_transformer_block")
     p.add_argument("--data", help="dataset dir (Parquet from `tfbind data import`, or chapter CSVs) or 'synthetic'")
     p.add_argument("--steps", type=int, help="training steps (default 1000)")
     p.add_argument("--batch-size", type=int, help="global batch size, split over all devices (default 32)")
     p.add_argument("--seed", type=int, help="PRNG seed for init, dropout and shuffling (default 42)")
     p.add_argument("--loader", choices=["grain", "tfdata"], help="input pipeline (tfdata needs the [tf] extra)")
     p.add_argument("--halt-after", type=int, help="stop after N steps with a resumable checkpoint (preemption drill)")
+    p.add_argument("--with-baseline", action="store_true", default=None,
+                   help="also fit the 6-mer logistic-regression baseline; summary.json gets baseline_valid_auroc")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
 
@@ -38,10 +44,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 def _run_config(args):
     from tfbind_dist import config as C
 
-    cfg = C.load(args.config) if args.config else C.RunConfig()
+    cfg = C.load(args.config) if args.config else C.load_recipe(args.recipe or C.DEFAULT_RECIPE)
     flags = {"data.tf": args.tf, "model.name": args.model, "data.path": args.data, "train.steps": args.steps,
              "train.batch_size": args.batch_size, "train.seed": args.seed, "data.loader": args.loader,
-             "train.halt_after": args.halt_after}
+             "train.halt_after": args.halt_after, "train.with_baseline": args.with_baseline}
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(C.parse_set_args(args.set))
     return C.with_overrides(cfg, overrides)
@@ -56,6 +62,18 @@ def cmd_train(args) -> int:
 
     summary = train_and_evaluate(_run_config(args), args.out, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from tfbind_dist.config import DataConfig
+    from tfbind_dist.data.sources import load_splits
+    from tfbind_dist.train.kmer_baseline import fit_kmer_baseline
+
+    splits = load_splits(DataConfig(tf=args.tf, path=args.data))
+    result = fit_kmer_baseline(splits, k=args.k, seed=args.seed)
+    print(json.dumps({"tf": args.tf, "data": str(args.data), "baseline": result.description,
+                      "valid_auroc": result.valid_auroc, "test_auroc": result.test_auroc}, indent=2))
     return 0
 
 
@@ -285,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one TF model on every local device (resumes an existing --out)",
-                       description="Train one TF model with the chapter recipe (or --config/--set overrides), "
+                       description="Train one TF model with the default recipe (or --recipe chapter, --config, --set overrides), "
                                    "data-parallel over every local device. Writes RUN_DIR/{config.yaml, metrics.parquet, "
                                    "checkpoints/, summary.json, learning_curve.png, tb/}. Re-running with the same "
                                    "--out resumes from the latest checkpoint.")
@@ -300,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--distributed-auto", action="store_true",
                        help="let JAX detect the cluster: Cloud TPU pod slices, SLURM (env TFBIND_DISTRIBUTED=auto)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("baseline", help="k-mer logistic-regression baseline auROC for one TF (how far above it a model is)",
+                       description="Fit logistic regression (scikit-learn) on strand-merged k-mer frequencies of the "
+                                   "train split, choose the L2 strength on valid, and print valid and test auROC.")
+    p.add_argument("--tf", required=True, help="transcription factor, e.g. REST")
+    p.add_argument("--data", required=True, help="dataset dir (Parquet or chapter CSVs) or 'synthetic'")
+    p.add_argument("-k", type=int, default=6, help="k-mer length (default 6: 2,080 strand-merged features)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("evaluate", help="metrics of a run's best checkpoint on one split")
     p.add_argument("--run", required=True, help="run directory")

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from tfbind_dist.storage import epath
+
 TFS = ("ARID3", "ATF2", "BACH1", "CTCF", "ELK1", "GABPA", "MAX", "REST", "SRF", "ZNF24")
 SPLITS = ("train", "valid", "test")
 
@@ -55,6 +57,10 @@ class TrainConfig:
     warmup_steps: int = 0
     eval_every: int = 100
     seed: int = 42
+    augment_rc: bool = False  # train on a random strand of each sequence (reverse complement half the time)
+    jitter: int = 0  # shift each training sequence by up to this many bases (vacated bases become N)
+    patience: int = 0  # stop after this many evaluations without a better validation auROC (0 = never)
+    with_baseline: bool = False  # also fit the 6-mer logistic-regression baseline; its auROC goes in summary.json
     halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
 
 
@@ -81,6 +87,8 @@ class RunConfig:
             (self.train.steps > 0, "train.steps", "positive"),
             (self.train.batch_size > 0, "train.batch_size", "positive"),
             (self.train.eval_every > 0, "train.eval_every", "positive"),
+            (self.train.jitter >= 0, "train.jitter", "zero or positive"),
+            (self.train.patience >= 0, "train.patience", "zero or positive"),
             (self.data.eval_batch_size > 0, "data.eval_batch_size", "positive"),
         ]
         for ok, key, expected in checks:
@@ -147,8 +155,8 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
 
 
 def load(path: str | Path) -> RunConfig:
-    """Load a RunConfig from a YAML file."""
-    path = Path(path)
+    """Load a RunConfig from a YAML file (local or object storage)."""
+    path = epath.Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -161,8 +169,29 @@ def load(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: {err}") from None
 
 
+RECIPES_DIR = Path(__file__).parent / "recipes"  # also reachable as jobs/recipes
+DEFAULT_RECIPE = "default"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> RunConfig:
+    """A named recipe (`default`, `chapter`, ...) or a YAML file path, as a RunConfig."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = RECIPES_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown recipe {str(name_or_path)!r}; named recipes: {recipe_names()} "
+                              "(or give a YAML file path)")
+    return load(path)
+
+
 def save(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    from tfbind_dist.storage import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def _resolve_key(key: str) -> str:

@@ -5,8 +5,11 @@ import os
 from pathlib import Path
 
 
-def connect(address: str) -> None:
-    """Join an existing cluster (`auto`, HOST:PORT) or start a local one (`local`)."""
+def connect(address: str, env_vars: dict[str, str] | None = None) -> None:
+    """Join an existing cluster (`auto`, HOST:PORT) or start a local one (`local`).
+
+    `env_vars` are set in every task and actor of this driver (Ray runtime_env).
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if (Path.home() / ".ray" / "auth_token").exists():  # clusters started by cluster/local.sh use token auth
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # (read when ray is imported)
@@ -14,9 +17,10 @@ def connect(address: str) -> None:
 
     if ray.is_initialized():
         return
+    runtime_env = {"env_vars": env_vars} if env_vars else None
     if address == "local":
-        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False, runtime_env=runtime_env)
         return
     host = address.split(":")[0]
     kwargs = {"_node_ip_address": host} if host.startswith("127.") else {}
-    ray.init(address=address, log_to_driver=False, **kwargs)
+    ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, **kwargs)

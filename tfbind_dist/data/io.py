@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from tfbind_dist.storage import is_remote, write_bytes_atomic
+
 from tfbind_dist.config import SPLITS
 from tfbind_dist.data.encoding import SequenceError, encode_bytes
 
@@ -49,7 +51,12 @@ class SplitData:
 
 
 def write_table_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write a Parquet file via a temp file in the same directory and a rename."""
+    """Write a Parquet file via a temp file in the same directory and a rename (one upload on object storage)."""
+    if is_remote(path):
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        write_bytes_atomic(path, buffer.getvalue().to_pybytes())
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfbind_dist.interpret import gradients
-from tfbind_dist.interpret.ism import ism_fast, ism_reference
+from tfbind_dist.interpret.ism import ism, ism_fast, ism_reference
 from tfbind_dist.interpret.outputs import predict
 
 METHODS = ("ism", "grad", "grad-corrected", "grad-x-input", "ig")
@@ -48,11 +48,11 @@ def explain(module, variables: dict[str, Any], codes: np.ndarray, methods: Itera
         out["prediction"].append(np.asarray(predict(module, variables, chunk, n_policy=n_policy))[:n])
         for method in methods:
             if method == "ism":
-                values = ism_fast(module, variables, chunk, n_policy=n_policy, output=ism_output).delta
+                values = ism(module, variables, chunk, n_policy=n_policy, output=ism_output).delta
             else:
                 values = _GRADIENT_KERNELS[method](module, variables, chunk, n_policy=n_policy, output=grad_output)
             out[ARRAY_NAMES[method]].append(np.asarray(values)[:n])
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
-__all__ = ["METHODS", "ARRAY_NAMES", "explain", "ism_fast", "ism_reference", "gradients"]
+__all__ = ["METHODS", "ARRAY_NAMES", "explain", "ism", "ism_fast", "ism_reference", "gradients"]

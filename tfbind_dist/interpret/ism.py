@@ -312,3 +312,15 @@ def ism_fast(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: s
     """Exact ISM by windowed recompute of the conv stem and a low-rank first-dense update."""
     codes = jnp.asarray(codes)
     return _ism_fast(module, variables, codes, n_policy=n_policy, output=output, num_alts=_num_alts(codes))
+
+
+def has_fast_ism(module: nn.Module) -> bool:
+    """Whether `ism_fast` knows this model family (chapter 3's three)."""
+    return isinstance(module, (ConvModel, ConvModelV2, ConvTransformerModel))
+
+
+def ism(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
+        output: str = "prob") -> ISMResult:
+    """Exact ISM with the fastest kernel that knows `module` (fast, else reference)."""
+    kernel = ism_fast if has_fast_ism(module) else ism_reference
+    return kernel(module, variables, codes, n_policy=n_policy, output=output)

@@ -1,7 +1,11 @@
-"""The three model families of chapter 3. Input: (batch, L, 4) one-hot; output: (batch, 1) logits."""
+"""The model families: chapter 3's three, plus MotifPoolModel (the default recipe's).
+
+Input: (batch, L, 4) one-hot in A, C, G, T order; output: (batch, 1) logits.
+"""
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, max_pool
 
@@ -70,3 +74,67 @@ class ConvTransformerModel(nn.Module):
         for i in range(self.num_mlp_blocks):
             x = MLPBlock(self.dense_units // (i + 1), self.dropout_rate)(x, is_training)
         return nn.Dense(1)(x)
+
+
+ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "exp": jnp.exp}
+
+
+def reverse_complement(x):
+    """Reverse complement of one-hot (..., L, 4) in A, C, G, T order: flip length and channels."""
+    return x[..., ::-1, ::-1]
+
+
+class _MotifPoolTrunk(nn.Module):
+    conv_filters: int
+    kernel_size: int
+    conv2_filters: int
+    conv2_kernel_size: int
+    first_pool: int
+    activation: str
+    dense_units: int
+    dropout_rate: float
+
+    @nn.compact
+    def __call__(self, x, is_training: bool):
+        bn = lambda: nn.BatchNorm(use_running_average=not is_training)  # noqa: E731
+        drop = lambda r: nn.Dropout(rate=r, deterministic=not is_training)  # noqa: E731
+        x = nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")(x)
+        motifs = ACTIVATIONS[self.activation](bn()(x))
+        composition = motifs.mean(axis=-2)  # how much of each motif-like word the window holds
+        x = drop(self.dropout_rate / 2)(max_pool(motifs, self.first_pool))
+        x = nn.relu(bn()(nn.Conv(self.conv2_filters, kernel_size=(self.conv2_kernel_size,), padding="SAME")(x)))
+        x = jnp.concatenate([composition, x.max(axis=-2), x.mean(axis=-2)], axis=-1)
+        x = drop(self.dropout_rate)(x)
+        x = drop(self.dropout_rate)(nn.relu(bn()(nn.Dense(self.dense_units)(x))))
+        return nn.Dense(1)(x)
+
+
+class MotifPoolModel(nn.Module):
+    """Wide first-layer motif filters, a second conv stage, then global pooling into a small head.
+
+    The head sees the first layer's mean activation (sequence composition, what a k-mer model
+    uses) next to the second stage's global max and mean (motif presence and count), so
+    position within the window does not matter. With `strand_average`, the logit is the mean
+    over the sequence and its reverse complement (same weights), so both strands score alike.
+    """
+
+    conv_filters: int = 128
+    kernel_size: int = 11
+    conv2_filters: int = 128
+    conv2_kernel_size: int = 7
+    first_pool: int = 4
+    activation: str = "relu"  # relu | gelu | exp
+    dense_units: int = 128
+    dropout_rate: float = 0.2
+    strand_average: bool = True
+
+    @nn.compact
+    def __call__(self, x, is_training: bool = True):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        trunk = _MotifPoolTrunk(self.conv_filters, self.kernel_size, self.conv2_filters, self.conv2_kernel_size,
+                                self.first_pool, self.activation, self.dense_units, self.dropout_rate)
+        logits = trunk(x, is_training)
+        if self.strand_average:
+            logits = (logits + trunk(reverse_complement(x), is_training)) / 2
+        return logits

@@ -1,11 +1,11 @@
-"""Named model presets: the chapter's two CNNs and the six ZNF24 ablations."""
+"""Named model presets: the chapter's two CNNs, the six ZNF24 ablations, and the default recipe's motif_pool."""
 from __future__ import annotations
 
 from typing import Any
 
 import flax.linen as nn
 
-from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel
+from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel, MotifPoolModel
 
 PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "conv": (ConvModel, {}),
@@ -19,6 +19,7 @@ PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "remove_MLP": (ConvTransformerModel, {"num_mlp_blocks": 0}),
     "add_one_transformer_block": (ConvTransformerModel, {"num_transformer_blocks": 1}),
     "add_two_transformer_block": (ConvTransformerModel, {"num_transformer_blocks": 2}),
+    "motif_pool": (MotifPoolModel, {}),
 }
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
 from tfbind_dist.interpret import gradients
-from tfbind_dist.interpret.ism import ism_fast
+from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
 
 OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
@@ -126,7 +126,7 @@ def score_table(table: pa.Table, models: list[LoadedModel], outputs: tuple[str, 
             if "grad_corrected" in outputs:
                 columns[f"{m.key}_grad_corrected"] = _fixed_list(gradients.correct_gradients(grad), np.float32)
         if "ism" in outputs or "ism_summary" in outputs:
-            delta = np.asarray(ism_fast(m.module, m.variables, codes, output="prob", **kwargs).delta)[:n]
+            delta = np.asarray(ism(m.module, m.variables, codes, output="prob", **kwargs).delta)[:n]
             if "ism" in outputs:
                 columns[f"{m.key}_ism"] = _fixed_list(delta, dtype)
             if "ism_summary" in outputs:

@@ -13,30 +13,37 @@ import pyarrow as pa  # noqa: E402
 
 from tfbind_dist.data.io import write_table_atomic  # noqa: E402
 from tfbind_dist.reference import reference_text  # noqa: E402
+from tfbind_dist.storage import as_path, is_remote, read_parquet, save_figure, write_text_atomic  # noqa: E402
 
 LEADERBOARD_COLUMNS = ["run", "tf", "model", "seed", "best_valid_auroc", "best_step", "test_auroc", "reference",
-                       "wall_seconds", "num_devices", "node"]
+                       "wall_seconds", "num_devices", "node", "baseline_valid_auroc"]
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Finished run directories (holding summary.json) at or below `root`."""
-    return sorted(p.parent for p in Path(root).rglob("summary.json"))
+    """Finished run directories (holding summary.json) at or below `root` (on object storage: `root` and one level down)."""
+    root = as_path(root)
+    if is_remote(root):  # a recursive listing of a bucket can be thousands of requests
+        found = [*root.glob("summary.json"), *root.glob("*/summary.json")]
+    else:
+        found = root.rglob("summary.json")
+    return sorted(p.parent for p in found)
 
 
 def leaderboard(root: str | Path) -> pd.DataFrame:
     rows = []
+    root = as_path(root)
     for run in find_runs(root):
         summary = json.loads((run / "summary.json").read_text())
         import yaml
 
         config = yaml.safe_load((run / "config.yaml").read_text())
         rows.append({
-            "run": str(run.relative_to(root)) if run != Path(root) else run.name,
+            "run": str(run.relative_to(root)) if run != root else run.name,
             "tf": summary["tf"], "model": summary["model"], "seed": config["train"]["seed"],
             "best_valid_auroc": summary["best_valid_auroc"], "best_step": summary["best_step"],
             "test_auroc": summary["test_auroc"], "reference": reference_text(summary["tf"], summary["model"]),
             "wall_seconds": summary["wall_seconds"], "num_devices": summary["num_devices"],
-            "node": summary.get("node", "local"),
+            "node": summary.get("node", "local"), "baseline_valid_auroc": summary.get("baseline_valid_auroc"),
         })
     table = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
     return table.sort_values("best_valid_auroc", ascending=False, ignore_index=True)
@@ -44,7 +51,7 @@ def leaderboard(root: str | Path) -> pd.DataFrame:
 
 def to_markdown(table: pd.DataFrame) -> str:
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: "-" if v is None or v != v else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     return header + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in table.itertuples(index=False))
 
 
@@ -55,7 +62,7 @@ def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     for ax, run in zip(axes.flat, table.itertuples(index=False)):
-        m = pd.read_parquet(Path(root) / run.run / "metrics.parquet")
+        m = read_parquet(as_path(root) / run.run / "metrics.parquet")
         train = m[(m.split == "train") & (m.metric == "loss")].sort_values("step")
         if len(train):
             ax.plot(train.step, train.value.rolling(max(1, len(train) // 20), min_periods=1).mean(), label="train loss")
@@ -68,7 +75,7 @@ def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -76,25 +83,25 @@ def plot_valid_auroc(root: str | Path, table: pd.DataFrame, path: str | Path) ->
     """Validation auROC against step, one line per run (chapter figure 3-20)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for run in table.itertuples(index=False):
-        m = pd.read_parquet(Path(root) / run.run / "metrics.parquet")
+        m = read_parquet(as_path(root) / run.run / "metrics.parquet")
         v = m[(m.split == "valid") & (m.metric == "auroc")].sort_values("step")
         ax.plot(v.step, v.value, marker="o", ms=3, label=f"{run.model} ({run.best_valid_auroc:.3f})")
     ax.set(xlabel="Step", ylabel="auROC", title="Validation auROC")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
 def write_report(root: str | Path) -> pd.DataFrame:
     """Write leaderboard.parquet, leaderboard.md, learning_curves.png (and valid_auroc.png when models differ)."""
-    root = Path(root)
+    root = as_path(root)
     table = leaderboard(root)
     if table.empty:
         raise FileNotFoundError(f"no finished runs (summary.json) under {root}")
     write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), root / "leaderboard.parquet")
-    (root / "leaderboard.md").write_text(to_markdown(table))
+    write_text_atomic(root / "leaderboard.md", to_markdown(table))
     plot_learning_curves(root, table, root / "learning_curves.png")
     if table.model.nunique() > 1:
         plot_valid_auroc(root, table, root / "valid_auroc.png")

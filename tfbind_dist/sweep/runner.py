@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from tfbind_dist.ray_utils import connect
+from tfbind_dist.storage import as_path, storage_env, write_text_atomic
 from tfbind_dist.sweep.report import write_report
 from tfbind_dist.sweep.spec import Job, SweepSpec
 
@@ -38,17 +39,17 @@ def _train_job(config: dict[str, Any], workdir: str, coordinator: str | None = N
     if coordinator:
         initialize(DistributedSpec(coordinator, num_processes, process_id))
     node = ray.util.get_node_ip_address()
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    with open(Path(workdir) / "attempts.jsonl", "a") as log:
-        log.write(json.dumps({"node": node, "node_id": ray.get_runtime_context().get_node_id(), "process": process_id,
-                              "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}) + "\n")
+    run_dir = as_path(workdir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    attempt = json.dumps({"node": node, "node_id": ray.get_runtime_context().get_node_id(), "process": process_id,
+                          "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+    log = run_dir / ("attempts.jsonl" if process_id == 0 else f"attempts.p{process_id}.jsonl")  # one writer each
+    previous = log.read_text() if log.exists() else ""
+    write_text_atomic(log, previous + attempt + "\n")  # rewritten whole: object stores have no append
     summary = train_and_evaluate(C.from_dict(config), workdir, progress=False)
     if summary.get("status") == "finished" and "node" not in summary and process_id == 0:
         summary["node"] = node
-        path = Path(workdir) / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(path)
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -149,9 +150,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
               gpus_per_job: float = 0.0, tpus_per_job: float = 0.0, hosts_per_job: int = 1, max_retries: int = 2,
               poll_seconds: float = 2.0, progress: bool = True) -> pd.DataFrame:
     """Run every unfinished job of `spec` on Ray; returns the final status table and writes the report."""
-    out = Path(out).absolute()
+    out = as_path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(
+    write_text_atomic(out / "sweep.json", json.dumps(
         {"name": spec.name, "jobs": {j.job_id: j.config.to_dict() for j in spec.jobs}}, indent=1))
     states = {j.job_id: "finished" if (out / j.job_id / "summary.json").exists() else "pending" for j in spec.jobs}
     todo = [j for j in spec.jobs if states[j.job_id] == "pending"]
@@ -160,7 +161,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
     table = LiveTable(progress)
     errors: dict[str, str] = {}
     if todo:
-        connect(address)
+        connect(address, env_vars=storage_env())
         import ray
 
         resources = {"TPU": tpus_per_job} if tpus_per_job else None

@@ -2,7 +2,8 @@
 
 ```yaml
 name: per_tf
-defaults:            # a run config (data / model / train sections)
+recipe: chapter      # optional: start from a named recipe (or a YAML path); default: the built-in defaults
+defaults:            # a run config (data / model / train sections), applied on top of the recipe
   model: {name: conv_v2}
 matrix:              # cartesian product over dotted keys
   data.tf: [CTCF, REST]
@@ -25,7 +26,7 @@ import yaml
 
 from tfbind_dist import config as C
 
-SPEC_KEYS = {"name", "defaults", "matrix", "jobs", "hosts"}
+SPEC_KEYS = {"name", "recipe", "defaults", "matrix", "jobs", "hosts"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,19 @@ def job_id(config: C.RunConfig) -> str:
     return f"{config.data.tf}-{config.model.name}-s{config.train.seed}-{digest}"
 
 
+def _flatten(section: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested {train: {steps: 5}} -> {"train.steps": 5} (model.overrides too: model.overrides.dropout_rate)."""
+    if not isinstance(section, dict):
+        raise C.ConfigError(f"{prefix.rstrip('.') or 'defaults'} must be a mapping, got {section!r}")
+    flat = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _apply(base: C.RunConfig, overrides: dict[str, Any], where: str) -> C.RunConfig:
     try:
         return C.with_overrides(base, overrides)
@@ -72,7 +86,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
     if unknown:
         raise C.ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; a sweep spec has {sorted(SPEC_KEYS)}")
     try:
-        defaults = C.from_dict(raw.get("defaults") or {})
+        base = C.load_recipe(raw["recipe"]) if raw.get("recipe") else C.RunConfig()
+        defaults = _apply(base, _flatten(raw.get("defaults") or {}), "defaults")
     except C.ConfigError as err:
         raise C.ConfigError(f"{path}: defaults: {err}") from None
     matrix = raw.get("matrix") or {}

@@ -14,6 +14,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from tfbind_dist.storage import as_path, is_remote
+
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
@@ -32,10 +34,15 @@ class RunCheckpoints:
     """The two checkpoint managers of one run directory."""
 
     def __init__(self, directory: str | Path):
-        directory = Path(directory).absolute()
+        directory = as_path(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-        self.latest = ocp.CheckpointManager(directory / "latest", options=options)
-        self.best = ocp.CheckpointManager(directory / "best", options=options)
+        handlers = None
+        if is_remote(directory):  # one object per array, each written once: no shared OCDBT manifest to rewrite
+            handlers = {"state": ocp.StandardCheckpointHandler(use_ocdbt=False), "progress": ocp.JsonCheckpointHandler(),
+                        "data_iter": grain.checkpoint.CheckpointHandler()}
+        self.latest = ocp.CheckpointManager(directory / "latest", options=options, item_handlers=handlers)
+        self.best = ocp.CheckpointManager(directory / "best", options=options,
+                                          item_handlers=handlers and {k: v for k, v in handlers.items() if k != "data_iter"})
 
     def save_latest(self, step: int, state, data_iterator, progress: dict[str, Any]) -> None:
         self.best.wait_until_finished()  # both managers use per-step barriers across processes: never overlap

@@ -9,6 +9,8 @@ is not trained again.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from tfbind_dist.data.io import SplitData, write_table_atomic
 from tfbind_dist.data.pipeline import train_dataset
 from tfbind_dist.data.sources import load_splits
 from tfbind_dist.models import build_model
+from tfbind_dist.storage import as_path, is_remote, read_parquet, write_bytes_atomic, write_text_atomic
 from tfbind_dist.train.checkpoint import RunCheckpoints
 from tfbind_dist.train.evaluate import evaluate_split
 from tfbind_dist.train.mesh import check_batch_divisible, make_mesh, shard_batch
@@ -86,14 +89,18 @@ class MetricsLog:
         self.path = workdir / "metrics.parquet"
         self.rows: list[tuple[int, str, str, float]] = []
         if self.path.exists():
-            old = pd.read_parquet(self.path)
+            old = read_parquet(self.path)
             old = old[old.step <= resume_step]
             self.rows = list(old.itertuples(index=False, name=None))
         self.writer = None
+        self.tb_dir = workdir / "tb"
+        self.tb_staging = None
         if is_primary():
             from tensorboardX import SummaryWriter
 
-            self.writer = SummaryWriter(str(workdir / "tb"))
+            if is_remote(workdir):  # events are staged locally and uploaded whole at each flush
+                self.tb_staging = Path(tempfile.mkdtemp(prefix="tfbind-tb-"))
+            self.writer = SummaryWriter(str(self.tb_staging or self.tb_dir))
 
     def add(self, step: int, split: str, values: dict[str, float]) -> None:
         for metric, value in values.items():
@@ -110,18 +117,26 @@ class MetricsLog:
 
             write_table_atomic(pa.Table.from_pandas(self.frame(), preserve_index=False), self.path)
             self.writer.flush()
+            if self.tb_staging is not None:
+                for event_file in self.tb_staging.iterdir():
+                    write_bytes_atomic(self.tb_dir / event_file.name, event_file.read_bytes())
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.tb_staging is not None:
+            shutil.rmtree(self.tb_staging, ignore_errors=True)
 
 
 def write_progress(workdir: Path, record: dict[str, Any]) -> None:
     """progress.json: what a sweep driver shows for a running job (written at start and every evaluation)."""
     if is_primary():
-        tmp = workdir / ".progress.json.tmp"
-        tmp.write_text(json.dumps({**record, "updated": time.time()}))
-        tmp.replace(workdir / "progress.json")
+        write_text_atomic(workdir / "progress.json", json.dumps({**record, "updated": time.time()}))
+
+
+def _out_of_patience(tcfg, step: int, best_step: int) -> bool:
+    """Early stopping: `patience` evaluations have passed without a better validation auROC."""
+    return bool(tcfg.patience) and step - best_step >= tcfg.patience * tcfg.eval_every
 
 
 def make_train_iterator(config: RunConfig, train: SplitData):
@@ -145,7 +160,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     and returns a summary whose `status` is "halted". `devices` restricts the mesh
     (default: every device of every process).
     """
-    workdir = Path(workdir).absolute()
+    workdir = as_path(workdir)
     config.validate()
     _prepare_workdir(config, workdir)
     summary_path = workdir / "summary.json"
@@ -183,11 +198,14 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
 
     report("running", start_step)
 
-    train_step = make_train_step(model, tx, plan, cfg.data.n_policy)
+    train_step = make_train_step(model, tx, plan, cfg.data.n_policy, tcfg)
     logits_fn = make_logits_fn(model, cfg.data.n_policy, plan)
     end_step = tcfg.steps if tcfg.halt_after is None else min(tcfg.steps, start_step + tcfg.halt_after)
     pending: list[tuple[int, jax.Array]] = []
     last_auroc = float("nan")
+    stopped_early: int | None = None
+    if restored is not None and _out_of_patience(tcfg, start_step, progress_record["best_step"]):
+        stopped_early = start_step  # killed between the last evaluation and the summary
 
     def flush_train_losses():
         if pending:
@@ -200,7 +218,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
 
     bar = tqdm(total=tcfg.steps, initial=start_step, disable=not (progress and is_primary()),
                desc=f"{cfg.data.tf}/{cfg.model.name}", unit="step", dynamic_ncols=True)
-    for step in range(start_step + 1, end_step + 1):
+    for step in range(start_step + 1, end_step + 1 if stopped_early is None else start_step + 1):
         batch = shard_batch(plan, next(batches))
         state, loss = train_step(state, batch["codes"], batch["labels"])
         pending.append((step, loss))
@@ -220,9 +238,12 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
             bar.set_postfix(loss=f"{last_loss:.4f}", valid_auroc=f"{last_auroc:.4f}",
                             best=f"{progress_record['best_auroc']:.4f}")
             report("running", step, valid_auroc=last_auroc)
+            if _out_of_patience(tcfg, step, progress_record["best_step"]):
+                stopped_early = step
+                break
     bar.close()
 
-    if end_step < tcfg.steps:  # halted: leave a resumable checkpoint at this exact step
+    if end_step < tcfg.steps and stopped_early is None:  # halted: leave a resumable checkpoint at this exact step
         flush_train_losses()
         if end_step > start_step and end_step % tcfg.eval_every:
             progress_record["wall_seconds"] += time.time() - started
@@ -245,6 +266,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         "tf": cfg.data.tf,
         "model": cfg.model.name,
         "steps": tcfg.steps,
+        "stopped_early_at": stopped_early,
         "best_step": int(best_step),
         "best_valid_auroc": float(progress_record["best_auroc"]),
         "test_auroc": test["auroc"],
@@ -259,12 +281,16 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         "resumed_from": progress_record.get("resumed_from", []),
         "length": length,
     }
+    if tcfg.with_baseline:
+        from tfbind_dist.train.kmer_baseline import fit_kmer_baseline
+
+        baseline = fit_kmer_baseline(splits, seed=tcfg.seed)
+        summary.update(baseline_valid_auroc=baseline.valid_auroc, baseline_test_auroc=baseline.test_auroc,
+                       baseline=baseline.description)
     if is_primary():
         plot_learning_curve(metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", workdir / "learning_curve.png")
-        tmp = summary_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(summary_path)
-    report("finished", tcfg.steps)
+        write_text_atomic(summary_path, json.dumps(summary, indent=2))
+    report("finished", stopped_early or tcfg.steps)
     checkpoints.close()
     metrics.close()
     return summary
@@ -272,7 +298,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
 
 def load_model(workdir: str | Path, which: str = "best") -> Model:
     """Restore a run's best (or latest) checkpoint for inference, on the default device."""
-    workdir = Path(workdir).absolute()
+    workdir = as_path(workdir)
     if not (workdir / "config.yaml").exists():
         raise FileNotFoundError(f"{workdir} is not a run directory (no config.yaml)")
     config = config_lib.load(workdir / "config.yaml")

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tfbind_dist.storage import save_figure  # noqa: E402
+
 
 def plot_learning_curve(metrics: pd.DataFrame, title: str, path: str | Path) -> None:
     """Loss per split (left) and validation accuracy / auROC / auPRC (right) against step."""
@@ -32,5 +34,5 @@ def plot_learning_curve(metrics: pd.DataFrame, title: str, path: str | Path) -> 
     right.grid(alpha=0.3)
     right.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tfbind_dist.data.encoding import one_hot
+from tfbind_dist.config import TrainConfig
+from tfbind_dist.data.encoding import N_CODE, one_hot
 from tfbind_dist.train.mesh import MeshPlan
 from tfbind_dist.train.state import TrainState
 
@@ -17,17 +18,46 @@ def _variables(params, batch_stats) -> dict[str, Any]:
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: MeshPlan, n_policy: str) -> Callable:
+def reverse_complement_codes(codes: jax.Array) -> jax.Array:
+    """Reverse complement of (B, L) uint8 codes; N stays N."""
+    return jnp.where(codes < N_CODE, 3 - codes, codes)[:, ::-1]
+
+
+def augment(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.Array:
+    """Random strand and random shift per sequence, on device; a pure function of `key`.
+
+    A shift of s moves every base s positions along the window; the s bases shifted in
+    are N (whose one-hot the n_policy decides), so no sequence wraps around.
+    """
+    rc_key, shift_key = jax.random.split(key)
+    batch, length = codes.shape
+    if rc:
+        flip = jax.random.bernoulli(rc_key, 0.5, (batch, 1))
+        codes = jnp.where(flip, reverse_complement_codes(codes), codes)
+    if jitter:
+        shifts = jax.random.randint(shift_key, (batch, 1), -jitter, jitter + 1)
+        source = jnp.arange(length)[None, :] - shifts
+        inside = (source >= 0) & (source < length)
+        codes = jnp.where(inside, jnp.take_along_axis(codes, jnp.clip(source, 0, length - 1), axis=1), N_CODE)
+    return codes.astype(jnp.uint8)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: MeshPlan, n_policy: str,
+                    train: TrainConfig | None = None) -> Callable:
     """Return train_step(state, codes, labels) -> (state, loss), jitted with the state donated.
 
     `codes` (B, L) uint8 and `labels` (B,) are sharded over the mesh's data axis; the
-    loss is the mean sigmoid binary cross-entropy over the global batch.
+    loss is the mean sigmoid binary cross-entropy over the global batch. `train`'s
+    augment_rc / jitter, when set, transform each batch on device first.
     """
+    rc, jitter = (train.augment_rc, train.jitter) if train is not None else (False, 0)
 
     def train_step(state: TrainState, codes, labels):
+        dropout_key = jax.random.fold_in(state.rng, state.step)
+        if rc or jitter:
+            codes = augment(codes, jax.random.fold_in(dropout_key, 1), rc=rc, jitter=jitter)
         x = one_hot(codes, n_policy)
         y = labels.astype(jnp.float32)[:, None]
-        dropout_key = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
             if state.batch_stats:

@@ -1,0 +1,92 @@
+"""Try training-recipe variants on real data and print one row per (variant, TF, seed).
+
+Each variant is a set of `--set`-style overrides on top of a base recipe. Rows are appended
+to --csv as they finish, so a run cut short by a time budget still reports what it did.
+
+    python benchmarks/recipe_search.py --data ../shared/data/koo_chipseq_200bp \
+        --tfs GABPA REST --variants chapter motif_pool --seeds 42
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+
+from tfbind_dist import config as C
+from tfbind_dist.config import load_recipe
+from tfbind_dist.train.loop import train_and_evaluate
+
+LONG = {"train.batch_size": 64, "train.steps": 3000, "train.eval_every": 150, "train.warmup_steps": 150,
+        "train.optimizer": "adamw", "train.weight_decay": 0.01, "train.learning_rate": 0.002}
+AUG = {"train.augment_rc": True, "train.jitter": 3}
+
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "chapter": ("chapter", {}),
+    "conv_v2_long": ("chapter", {**LONG}),
+    "conv_v2_long_aug": ("chapter", {**LONG, **AUG}),
+    "motif_pool_long": ("chapter", {**LONG, "model.name": "motif_pool"}),
+    "motif_pool_long_aug": ("chapter", {**LONG, **AUG, "model.name": "motif_pool"}),
+    "motif_pool_aug_single_strand": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
+                                                  "model.overrides.strand_average": False}),
+    "motif_pool_aug_exp": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
+                                       "model.overrides.activation": "exp"}),
+    "motif_pool_aug_wide": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
+                                        "model.overrides.conv_filters": 256}),
+    "motif_pool_aug_drop3": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
+                                         "model.overrides.dropout_rate": 0.3}),
+    "motif_pool_aug_6k": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.steps": 6000}),
+    "motif_pool_aug_b128": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.batch_size": 128,
+                                        "train.learning_rate": 0.003}),
+    "motif_pool_aug_k11": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
+                                       "model.overrides.kernel_size": 11}),
+    "motif_pool_aug_wd5e-2": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.weight_decay": 0.05}),
+    "motif_pool_aug_lr1e-3": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.learning_rate": 0.001}),
+    "motif_pool_aug_jitter10": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.jitter": 10}),
+    "default": ("default", {}),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--tfs", nargs="+", default=["GABPA", "REST"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[42])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every variant")
+    ap.add_argument("--csv", default="recipe_search.csv")
+    ap.add_argument("--budget-s", type=float, default=float("inf"), help="start no new run after this many seconds")
+    args = ap.parse_args()
+
+    started = time.time()
+    fields = ["variant", "tf", "seed", "best_valid_auroc", "test_auroc", "best_step", "stopped_early_at", "wall_s"]
+    new_file = not Path(args.csv).exists()
+    with open(args.csv, "a", newline="") as handle, tempfile.TemporaryDirectory() as tmp:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        if new_file:
+            writer.writeheader()
+        print(" ".join(f"{f:>16}" for f in fields), flush=True)
+        for variant in args.variants:
+            recipe, overrides = VARIANTS[variant]
+            for tf in args.tfs:
+                for seed in args.seeds:
+                    if time.time() - started > args.budget_s:
+                        print(f"time budget reached; skipped {variant} {tf} s{seed} and later runs", flush=True)
+                        return
+                    cfg = C.with_overrides(load_recipe(recipe), {
+                        **overrides, "data.tf": tf, "data.path": args.data, "train.seed": seed,
+                        **C.parse_set_args(args.set)})
+                    t0 = time.time()
+                    summary = train_and_evaluate(cfg, Path(tmp) / f"{variant}-{tf}-{seed}", progress=False)
+                    row = {"variant": variant, "tf": tf, "seed": seed,
+                           "best_valid_auroc": round(summary["best_valid_auroc"], 4),
+                           "test_auroc": round(summary["test_auroc"], 4), "best_step": summary["best_step"],
+                           "stopped_early_at": summary.get("stopped_early_at"), "wall_s": round(time.time() - t0, 1)}
+                    writer.writerow(row)
+                    handle.flush()
+                    print(" ".join(f"{str(row[f]):>16}" for f in fields), flush=True)
+
+
+if __name__ == "__main__":
+    main()

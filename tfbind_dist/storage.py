@@ -1,0 +1,84 @@
+"""Run and sweep directories on local disk or object storage (gs://, s3://, ...), through etils.epath.
+
+orbax writes checkpoints to the same paths natively (gs:// through TensorStore). Small
+files (config, summary, progress, metrics) are whole-object writes on object storage,
+which readers see complete or not at all, and temp-file-plus-rename on local disk.
+Object-store paths need the `cloud` extra (gcsfs / s3fs) and the usual credentials.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+# gs:// and s3:// through fsspec (gcsfs, s3fs): TensorFlow's gfile, which epath prefers when
+# TF is installed, has no s3:// and ignores the storage emulators used in tests.
+os.environ.setdefault("EPATH_USE_TF", "false")
+
+from etils import epath  # noqa: E402
+
+REMOTE_SCHEMES = ("gs://", "s3://", "az://", "hf://")
+AnyPath = Union[Path, epath.Path]
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+def as_path(path: str | os.PathLike) -> AnyPath:
+    """A local absolute `pathlib.Path`, or an `epath.Path` for an object-store URL."""
+    return epath.Path(str(path)) if is_remote(path) else Path(path).absolute()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a part."""
+    path = as_path(path)
+    if is_remote(path):
+        path.write_bytes(data)  # one object upload: visible only once complete
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def read_parquet(path: str | os.PathLike):
+    """A Parquet file as a pandas DataFrame, read through epath on object storage.
+
+    (Passing a gs:// URL to pandas would pick pyarrow's own GCS client, which
+    ignores the fsspec configuration and emulators.)
+    """
+    import pyarrow.parquet as pq
+
+    if not is_remote(path):
+        return pq.read_table(path).to_pandas()
+    with as_path(path).open("rb") as handle:
+        return pq.read_table(handle).to_pandas()
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
+    """matplotlib savefig to any path (PNG)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **kwargs)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+# Variables a sweep forwards to its Ray jobs so they reach the same storage as the driver
+# (emulator endpoints and project ids; credentials come from each node's own environment).
+STORAGE_ENV_VARS = ("EPATH_USE_TF", "STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_CLOUD_PROJECT",
+                    "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+
+
+def storage_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in STORAGE_ENV_VARS if k in os.environ}
