@@ -21,29 +21,25 @@ from tfbind_dist.train.loop import train_and_evaluate
 LONG = {"train.batch_size": 64, "train.steps": 3000, "train.eval_every": 150, "train.warmup_steps": 150,
         "train.optimizer": "adamw", "train.weight_decay": 0.01, "train.learning_rate": 0.002}
 AUG = {"train.augment_rc": True, "train.jitter": 3}
+MP19 = {"model.name": "motif_pool", "model.overrides.kernel_size": 19}  # the first motif_pool tried; k=11 won
+BASE = {**LONG, **AUG, **MP19}
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "chapter": ("chapter", {}),
     "conv_v2_long": ("chapter", {**LONG}),
     "conv_v2_long_aug": ("chapter", {**LONG, **AUG}),
-    "motif_pool_long": ("chapter", {**LONG, "model.name": "motif_pool"}),
-    "motif_pool_long_aug": ("chapter", {**LONG, **AUG, "model.name": "motif_pool"}),
-    "motif_pool_aug_single_strand": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
-                                                  "model.overrides.strand_average": False}),
-    "motif_pool_aug_exp": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
-                                       "model.overrides.activation": "exp"}),
-    "motif_pool_aug_wide": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
-                                        "model.overrides.conv_filters": 256}),
-    "motif_pool_aug_drop3": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
-                                         "model.overrides.dropout_rate": 0.3}),
-    "motif_pool_aug_6k": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.steps": 6000}),
-    "motif_pool_aug_b128": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.batch_size": 128,
-                                        "train.learning_rate": 0.003}),
-    "motif_pool_aug_k11": ("chapter", {**LONG, **AUG, "model.name": "motif_pool",
-                                       "model.overrides.kernel_size": 11}),
-    "motif_pool_aug_wd5e-2": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.weight_decay": 0.05}),
-    "motif_pool_aug_lr1e-3": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.learning_rate": 0.001}),
-    "motif_pool_aug_jitter10": ("chapter", {**LONG, **AUG, "model.name": "motif_pool", "train.jitter": 10}),
+    "motif_pool_long": ("chapter", {**LONG, **MP19}),
+    "motif_pool_long_aug": ("chapter", BASE),
+    "motif_pool_aug_single_strand": ("chapter", {**BASE, "model.overrides.strand_average": False}),
+    "motif_pool_aug_exp": ("chapter", {**BASE, "model.overrides.activation": "exp"}),
+    "motif_pool_aug_wide": ("chapter", {**BASE, "model.overrides.conv_filters": 256}),
+    "motif_pool_aug_drop3": ("chapter", {**BASE, "model.overrides.dropout_rate": 0.3}),
+    "motif_pool_aug_6k": ("chapter", {**BASE, "train.steps": 6000}),
+    "motif_pool_aug_b128": ("chapter", {**BASE, "train.batch_size": 128, "train.learning_rate": 0.003}),
+    "motif_pool_aug_k11": ("chapter", {**BASE, "model.overrides.kernel_size": 11}),  # = the default recipe
+    "motif_pool_aug_wd5e-2": ("chapter", {**BASE, "train.weight_decay": 0.05}),
+    "motif_pool_aug_lr1e-3": ("chapter", {**BASE, "train.learning_rate": 0.001}),
+    "motif_pool_aug_jitter10": ("chapter", {**BASE, "train.jitter": 10}),
     "default": ("default", {}),
 }
 

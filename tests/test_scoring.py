@@ -100,3 +100,22 @@ def test_bad_rows_fail_their_shard_or_are_skipped(ray_cluster, small_run, tmp_pa
     total = sum(pq.read_table(p).num_rows for p in (tmp_path / "skip").glob("part-*.parquet"))
     assert total == 399
     assert json.loads((tmp_path / "skip" / "_MANIFEST.jsonl").read_text().splitlines()[6])["bad_rows"] == 1
+
+
+@pytest.mark.slow
+def test_peak_memory_of_a_million_row_prediction_run_does_not_grow_with_input(ray_cluster, small_run, tmp_path):
+    """1M rows in 20 shards peak within 25% of 250k rows in 5: the service streams end to end."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_scoring import PeakMemory, write_shards
+
+    peaks = {}
+    for rows in (250_000, 1_000_000):
+        shards, out = tmp_path / f"in-{rows}", tmp_path / f"out-{rows}"
+        write_shards(shards, rows, 50_000)
+        with PeakMemory() as memory:
+            run_cli("score", "--runs", small_run, "--input", shards, "--out", out, "--outputs", "prob",
+                    "--actors", "1", "--batch-size", "4096", "--address", ray_cluster, "--quiet",
+                    env_extra={"XLA_FLAGS": ""}, check=True, timeout=900)
+        peaks[rows] = memory.peak
+        assert sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet")) == rows
+    assert peaks[1_000_000] < 1.25 * peaks[250_000], {k: f"{v / 1e9:.2f} GB" for k, v in peaks.items()}

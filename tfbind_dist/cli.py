@@ -30,9 +30,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                                    "single_conv_only, fewer_conv_channels, remove_MLP, add_one_transformer_block, "
                                    "add_two_transformer_block")
     p.add_argument("--data", help="dataset dir (Parquet from `tfbind data import`, or chapter CSVs) or 'synthetic'")
-    p.add_argument("--steps", type=int, help="training steps (default 1000)")
-    p.add_argument("--batch-size", type=int, help="global batch size, split over all devices (default 32)")
-    p.add_argument("--seed", type=int, help="PRNG seed for init, dropout and shuffling (default 42)")
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's, 3000 in default, 1000 in chapter)")
+    p.add_argument("--batch-size", type=int, help="global batch size, split over all devices (default: the recipe's, 64 / chapter 32)")
+    p.add_argument("--seed", type=int, help="PRNG seed for init, dropout, augmentation and shuffling (default 42)")
     p.add_argument("--loader", choices=["grain", "tfdata"], help="input pipeline (tfdata needs the [tf] extra)")
     p.add_argument("--halt-after", type=int, help="stop after N steps with a resumable checkpoint (preemption drill)")
     p.add_argument("--with-baseline", action="store_true", default=None,

@@ -141,10 +141,10 @@ def score_shards(runs: list[str], input_dir: str | Path, out_dir: str | Path, ou
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # shards complete in order: bounded buffering here
         ctx.enable_progress_bars = False
-        # One read per shard, unioned: a block never mixes shards, so actors get whole shards to work on
-        # (read_parquet over a list coalesces small files into one read task).
-        reads = [ray.data.read_parquet(shard, include_paths=True) for shard in sorted(pending)]
-        ds = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
+        # One read, one block per shard (left alone, read_parquet coalesces small files into one read
+        # task and a second actor gets no work); one read instead of one per shard, because every read
+        # costs Ray tasks (list files, footers) that on a small machine take the CPU from scoring.
+        ds = ray.data.read_parquet(sorted(pending), include_paths=True, override_num_blocks=len(pending), max_calls=4)
         ds = ds.map_batches(ScorerActor, fn_constructor_kwargs={"runs": [str(r) for r in runs], "outputs": outputs,
                                                                 "ism_dtype": ism_dtype, "batch_size": batch_size},
                             batch_size=batch_size, batch_format="pyarrow", num_cpus=cpus_per_actor,
