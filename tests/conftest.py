@@ -43,7 +43,7 @@ def ray_cluster(tmp_path_factory):
     subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gcs_bucket(tmp_path_factory):
     """A Google Cloud Storage emulator (gcp-storage-emulator, in its own process) with bucket `runs`.
 

@@ -76,7 +76,7 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
 
 # Variables a sweep forwards to its Ray jobs so they reach the same storage as the driver
 # (emulator endpoints and project ids; credentials come from each node's own environment).
-STORAGE_ENV_VARS = ("EPATH_USE_TF", "STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_CLOUD_PROJECT",
+STORAGE_ENV_VARS = ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_CLOUD_PROJECT",
                     "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
 
 
