@@ -7,6 +7,7 @@ Object-store paths need the `cloud` extra (gcsfs / s3fs) and the usual credentia
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -38,11 +39,19 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     if is_remote(path):
         path.write_bytes(data)  # one object upload: visible only once complete
         return
+    with local_atomic_target(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def local_atomic_target(path: str | os.PathLike):
+    """A temp file beside local `path`, renamed onto it when the block succeeds and removed if it fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

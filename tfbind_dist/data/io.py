@@ -8,9 +8,7 @@ half-written file behind.
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tfbind_dist.storage import is_remote, write_bytes_atomic
+from tfbind_dist.storage import is_remote, local_atomic_target, write_bytes_atomic
 
 from tfbind_dist.config import SPLITS
 from tfbind_dist.data.encoding import SequenceError, encode_bytes
@@ -57,16 +55,8 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, buffer, compression="zstd")
         write_bytes_atomic(path, buffer.getvalue().to_pybytes())
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with local_atomic_target(path) as tmp:  # streamed to disk, not buffered
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_column(column: pa.ChunkedArray | pa.Array, *, source: str, n_policy: str = "uniform",

@@ -205,7 +205,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     last_auroc = float("nan")
     stopped_early: int | None = None
     if restored is not None and _out_of_patience(tcfg, start_step, progress_record["best_step"]):
-        stopped_early = start_step  # killed between the last evaluation and the summary
+        stopped_early = end_step = start_step  # killed between the last evaluation and the summary
 
     def flush_train_losses():
         if pending:
@@ -218,7 +218,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
 
     bar = tqdm(total=tcfg.steps, initial=start_step, disable=not (progress and is_primary()),
                desc=f"{cfg.data.tf}/{cfg.model.name}", unit="step", dynamic_ncols=True)
-    for step in range(start_step + 1, end_step + 1 if stopped_early is None else start_step + 1):
+    for step in range(start_step + 1, end_step + 1):
         batch = shard_batch(plan, next(batches))
         state, loss = train_step(state, batch["codes"], batch["labels"])
         pending.append((step, loss))
