@@ -91,3 +91,40 @@ def run_cli(*args, env_extra=None, check=False, timeout=600):
     if check and proc.returncode != 0:
         raise AssertionError(f"tfbind {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_two_processes(config_path, out, *extra_args, port=None):
+    """`tfbind train` as one job of 2 processes x 4 CPU devices (gloo), as users start it on two hosts."""
+    port = port or free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_NUM_CPU_DEVICES": "4",
+           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+    return [subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", "train", "--config", str(config_path),
+                              "--out", str(out), "--quiet", "--coordinator", f"127.0.0.1:{port}",
+                              "--num-processes", "2", "--process-id", str(i), *map(str, extra_args)],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+
+
+def wait_all(procs, timeout=600):
+    """Wait for every process; assert each exited 0 (its stderr tail in the message otherwise)."""
+    for p in procs:
+        _, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err[-3000:]
+
+
+@pytest.fixture
+def cpu_hog():
+    """Two busy-looping processes beside the test: the loaded box on which collectives used to deadlock."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()

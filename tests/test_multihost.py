@@ -1,9 +1,6 @@
 """One training job over 2 processes x 4 CPU devices (jax.distributed, gloo, coordinator on 127.0.0.1)."""
-import os
+import json
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -11,39 +8,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import launch_two_processes, wait_all
 from tfbind_dist import config as C
 from tfbind_dist.train.loop import train_and_evaluate
 
 STEPS, EVAL_EVERY = 40, 10
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _config(synth_dir):
     return C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": STEPS,
                                             "train.eval_every": EVAL_EVERY, "model.overrides.dropout_rate": 0.0,
                                             "data.eval_batch_size": 256})
-
-
-def _launch(config_path, out, port):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_NUM_CPU_DEVICES": "4",
-           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
-    return [subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", "train", "--config", str(config_path),
-                              "--out", str(out), "--quiet", "--coordinator", f"127.0.0.1:{port}",
-                              "--num-processes", "2", "--process-id", str(i)],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(2)]
-
-
-def _wait(procs, timeout=600):
-    for p in procs:
-        out, err = p.communicate(timeout=timeout)
-        assert p.returncode == 0, err[-3000:]
 
 
 def _losses(run):
@@ -57,26 +32,47 @@ def _latest_step(run):
     return max(steps, default=0)
 
 
+def _max_deviation(run, reference):
+    return float(np.max(np.abs(_losses(run).value.to_numpy() - _losses(reference).value.to_numpy())))
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_and_resume_after_kill(synth_dir, tmp_path):
+    """2 x 4 devices compute what 1 x 8 does, up to float32 summation order, and resume exactly.
+
+    The first step's loss comes from identical parameters and an identical global batch, so it
+    must agree to rounding. Later steps differ only through the order in which the gradient
+    all-reduce sums float32 values (in-process vs gloo), which Adam's normalised update
+    amplifies step by step. The yardstick for that noise is a twin run that changes only the
+    summation order inside one process (4 devices instead of 8): measured here, 1 x 4 and
+    1 x 1 differ from 1 x 8 by up to 6e-5 after 40 steps, 2 x 4 by up to 4e-5, and the
+    magnitude moves with the CPU's SIMD width, which is why a fixed 1e-4 failed on another
+    box (1.7e-4). A process that gathered another slice of the global batch changes the loss
+    of step 1 itself.
+    """
+    import jax
+
     cfg = _config(synth_dir)
     config_path = tmp_path / "run.yaml"
     C.save(cfg, config_path)
     single = train_and_evaluate(cfg, tmp_path / "one_process", progress=False)
-    assert single["num_devices"] == 8 and single["num_processes"] == 1
+    twin = train_and_evaluate(cfg, tmp_path / "four_devices", progress=False, devices=jax.devices()[:4])
+    assert single["num_devices"] == 8 and single["num_processes"] == 1 and twin["num_devices"] == 4
 
-    _wait(_launch(config_path, tmp_path / "two", _free_port()))
-    import json
-
+    wait_all(launch_two_processes(config_path, tmp_path / "two"))
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert two["num_devices"] == 8 and two["num_processes"] == 2
     a, b = _losses(tmp_path / "one_process"), _losses(tmp_path / "two")
     assert list(a.step) == list(b.step) == list(range(1, STEPS + 1))
-    np.testing.assert_allclose(a.value, b.value, atol=1e-4)
-    assert two["best_valid_auroc"] == pytest.approx(single["best_valid_auroc"], abs=1e-4)
+    assert b.value.iloc[0] == pytest.approx(a.value.iloc[0], abs=1e-6)
+    noise = _max_deviation(tmp_path / "four_devices", tmp_path / "one_process")
+    assert noise < 1e-3, "the single-process twin itself diverged: not summation-order noise"
+    assert _max_deviation(tmp_path / "two", tmp_path / "one_process") <= max(10 * noise, 1e-4)
+    auroc_noise = abs(twin["best_valid_auroc"] - single["best_valid_auroc"])
+    assert abs(two["best_valid_auroc"] - single["best_valid_auroc"]) <= max(10 * auroc_noise, 2e-3)
 
     killed = tmp_path / "killed"
-    procs = _launch(config_path, killed, _free_port())
+    procs = launch_two_processes(config_path, killed)
     deadline = time.time() + 300
     while _latest_step(killed) < 2 * EVAL_EVERY and time.time() < deadline:
         assert all(p.poll() is None for p in procs), "finished before it could be killed"
@@ -87,7 +83,7 @@ def test_two_processes_match_one_process_and_resume_after_kill(synth_dir, tmp_pa
     checkpoint_step = _latest_step(killed)
     assert 0 < checkpoint_step < STEPS and not (killed / "summary.json").exists()
 
-    _wait(_launch(config_path, killed, _free_port()))
+    wait_all(launch_two_processes(config_path, killed))
     resumed = json.loads((killed / "summary.json").read_text())
     assert resumed["resumed_from"] and resumed["resumed_from"][-1] >= checkpoint_step
     for key in ("best_step", "best_valid_auroc", "test_auroc", "test_loss", "test_accuracy"):

@@ -35,6 +35,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="PRNG seed for init, dropout, augmentation and shuffling (default 42)")
     p.add_argument("--loader", choices=["grain", "tfdata"], help="input pipeline (tfdata needs the [tf] extra)")
     p.add_argument("--halt-after", type=int, help="stop after N steps with a resumable checkpoint (preemption drill)")
+    p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                   help="exit with status 75 when a step, evaluation or checkpoint makes no progress for this long, "
+                        "e.g. a collective whose peer died (default 600; 0 = wait forever); a retry resumes")
     p.add_argument("--with-baseline", action="store_true", default=None,
                    help="also fit the 6-mer logistic-regression baseline; summary.json gets baseline_valid_auroc")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
@@ -47,7 +50,8 @@ def _run_config(args):
     cfg = C.load(args.config) if args.config else C.load_recipe(args.recipe or C.DEFAULT_RECIPE)
     flags = {"data.tf": args.tf, "model.name": args.model, "data.path": args.data, "train.steps": args.steps,
              "train.batch_size": args.batch_size, "train.seed": args.seed, "data.loader": args.loader,
-             "train.halt_after": args.halt_after, "train.with_baseline": args.with_baseline}
+             "train.halt_after": args.halt_after, "train.with_baseline": args.with_baseline,
+             "train.stall_timeout": args.stall_timeout}
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(C.parse_set_args(args.set))
     return C.with_overrides(cfg, overrides)

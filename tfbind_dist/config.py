@@ -18,6 +18,8 @@ from tfbind_dist.storage import epath
 
 TFS = ("ARID3", "ATF2", "BACH1", "CTCF", "ELK1", "GABPA", "MAX", "REST", "SRF", "ZNF24")
 SPLITS = ("train", "valid", "test")
+# Settings of how one invocation runs, not of what it trains (ignored when resuming or naming a job).
+OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout")
 
 
 class ConfigError(ValueError):
@@ -62,6 +64,7 @@ class TrainConfig:
     patience: int = 0  # stop after this many evaluations without a better validation auROC (0 = never)
     with_baseline: bool = False  # also fit the 6-mer logistic-regression baseline; its auROC goes in summary.json
     halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
+    stall_timeout: float = 600.0  # exit (status 75) when a step, evaluation or checkpoint makes no progress this long (0 = never)
 
 
 @dataclass
@@ -74,6 +77,18 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide a run's results: `to_dict` without OPERATIONAL_KEYS.
+
+        Two configs with the same identity train the same model, so a run directory may be
+        resumed, and a sweep job keeps its id, when only operational settings differ.
+        """
+        data = self.to_dict()
+        for key in OPERATIONAL_KEYS:
+            section, name = key.split(".")
+            data[section].pop(name, None)
+        return data
 
     def validate(self) -> "RunConfig":
         from tfbind_dist.data.encoding import N_POLICIES
@@ -89,6 +104,7 @@ class RunConfig:
             (self.train.eval_every > 0, "train.eval_every", "positive"),
             (self.train.jitter >= 0, "train.jitter", "zero or positive"),
             (self.train.patience >= 0, "train.patience", "zero or positive"),
+            (self.train.stall_timeout >= 0, "train.stall_timeout", "zero or positive"),
             (self.data.eval_batch_size > 0, "data.eval_batch_size", "positive"),
         ]
         for ok, key, expected in checks:

@@ -45,8 +45,7 @@ class SweepSpec:
 
 
 def job_id(config: C.RunConfig) -> str:
-    data = config.to_dict()
-    data["train"]["halt_after"] = None
+    data = config.identity()
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config.data.tf}-{config.model.name}-s{config.train.seed}-{digest}"
 

@@ -8,6 +8,9 @@ from tfbind_dist.data.io import SplitData
 from tfbind_dist.data.pipeline import eval_batches
 from tfbind_dist.train.mesh import MeshPlan
 from tfbind_dist.train.metrics import binary_metrics
+from tfbind_dist.train.pacing import DispatchWindow
+
+EVAL_DISPATCH_DEPTH = 8  # evaluation batches queued ahead of the devices (see train/pacing.py)
 
 
 def replicated_batch_to_mesh(plan: MeshPlan, codes: np.ndarray):
@@ -33,10 +36,12 @@ def predict_logits(logits_fn, params, batch_stats, split: SplitData, plan: MeshP
     outputs, masks = [], []
     devices = plan.num_devices
     batch_size = min(batch_size, -(-len(split) // devices) * devices)  # no more padding than one split needs
+    window = DispatchWindow(EVAL_DISPATCH_DEPTH)
     for batch in eval_batches(split, batch_size):
         outputs.append(logits_fn(params, batch_stats, replicated_batch_to_mesh(plan, batch["codes"])))
+        window.push(outputs[-1])
         masks.append(batch["valid"])
-    logits = np.concatenate([to_host(o) for o in outputs])  # one sync, after all batches are queued
+    logits = np.concatenate([to_host(o) for o in outputs])
     return logits[np.concatenate(masks)]
 
 

@@ -32,11 +32,13 @@ from tfbind_dist.storage import as_path, is_remote, read_parquet, write_bytes_at
 from tfbind_dist.train.checkpoint import RunCheckpoints
 from tfbind_dist.train.evaluate import evaluate_split
 from tfbind_dist.train.mesh import check_batch_divisible, make_mesh, shard_batch
+from tfbind_dist.train.pacing import DispatchWindow, StallWatchdog
 from tfbind_dist.train.plots import plot_learning_curve
 from tfbind_dist.train.state import create_state, make_optimizer
 from tfbind_dist.train.steps import make_logits_fn, make_train_step
 
 METRIC_COLUMNS = ["step", "split", "metric", "value"]
+DISPATCH_DEPTH = 4  # train steps the host may run ahead of the devices (see train/pacing.py)
 
 
 class RunConfigMismatch(ValueError):
@@ -64,12 +66,11 @@ def is_primary() -> bool:
 
 
 def _prepare_workdir(config: RunConfig, workdir: Path) -> None:
-    """Write config.yaml, or check that an existing one matches (ignoring halt_after)."""
+    """Write config.yaml, or check that an existing one matches (ignoring operational settings)."""
     path = workdir / "config.yaml"
     if path.exists():
-        old = config_lib.load(path).to_dict()
-        new = config.to_dict()
-        old["train"]["halt_after"] = new["train"]["halt_after"] = None
+        old = config_lib.load(path).identity()
+        new = config.identity()
         for section in new:
             for key, value in new[section].items():
                 if old[section].get(key) != value:
@@ -218,46 +219,59 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
 
     bar = tqdm(total=tcfg.steps, initial=start_step, disable=not (progress and is_primary()),
                desc=f"{cfg.data.tf}/{cfg.model.name}", unit="step", dynamic_ncols=True)
-    for step in range(start_step + 1, end_step + 1):
-        batch = shard_batch(plan, next(batches))
-        state, loss = train_step(state, batch["codes"], batch["labels"])
-        pending.append((step, loss))
-        bar.update(1)
-        if step % tcfg.eval_every == 0 or step == tcfg.steps:
-            last_loss = flush_train_losses()
-            valid = evaluate_split(logits_fn, state.params, state.batch_stats, splits["valid"], plan, eval_batch)
-            metrics.add(step, "valid", valid)
-            last_auroc = valid["auroc"]
-            progress_record["wall_seconds"] += time.time() - started
-            started = time.time()
-            if valid["auroc"] > progress_record["best_auroc"]:
-                progress_record.update(best_auroc=valid["auroc"], best_step=step)
-                checkpoints.save_best(step, state, progress_record)
-            checkpoints.save_latest(step, state, batches, progress_record)
-            metrics.flush()
-            bar.set_postfix(loss=f"{last_loss:.4f}", valid_auroc=f"{last_auroc:.4f}",
-                            best=f"{progress_record['best_auroc']:.4f}")
-            report("running", step, valid_auroc=last_auroc)
-            if _out_of_patience(tcfg, step, progress_record["best_step"]):
-                stopped_early = step
-                break
-    bar.close()
+    window = DispatchWindow(DISPATCH_DEPTH)
+    watchdog = StallWatchdog(tcfg.stall_timeout, label=f"training {cfg.data.tf}/{cfg.model.name}")
+    with watchdog:
+        for step in range(start_step + 1, end_step + 1):
+            batch = shard_batch(plan, next(batches))
+            state, loss = train_step(state, batch["codes"], batch["labels"])
+            pending.append((step, loss))
+            window.push(loss)
+            watchdog.progress(max(start_step, step - window.depth) + 1)  # the oldest step still in flight
+            bar.update(1)
+            if step % tcfg.eval_every == 0 or step == tcfg.steps:
+                with watchdog.phase("evaluation", step):
+                    window.drain()
+                    last_loss = flush_train_losses()
+                    valid = evaluate_split(logits_fn, state.params, state.batch_stats, splits["valid"], plan, eval_batch)
+                metrics.add(step, "valid", valid)
+                last_auroc = valid["auroc"]
+                progress_record["wall_seconds"] += time.time() - started
+                started = time.time()
+                with watchdog.phase("checkpoint", step):
+                    if valid["auroc"] > progress_record["best_auroc"]:
+                        progress_record.update(best_auroc=valid["auroc"], best_step=step)
+                        checkpoints.save_best(step, state, progress_record)
+                    checkpoints.save_latest(step, state, batches, progress_record)
+                    metrics.flush()
+                bar.set_postfix(loss=f"{last_loss:.4f}", valid_auroc=f"{last_auroc:.4f}",
+                                best=f"{progress_record['best_auroc']:.4f}")
+                report("running", step, valid_auroc=last_auroc)
+                if _out_of_patience(tcfg, step, progress_record["best_step"]):
+                    stopped_early = step
+                    break
+        bar.close()
 
-    if end_step < tcfg.steps and stopped_early is None:  # halted: leave a resumable checkpoint at this exact step
-        flush_train_losses()
-        if end_step > start_step and end_step % tcfg.eval_every:
-            progress_record["wall_seconds"] += time.time() - started
-            checkpoints.save_latest(end_step, state, batches, progress_record)
-        metrics.flush()
-        checkpoints.wait()
-        checkpoints.close()
-        metrics.close()
-        report("halted", end_step)
-        return {"status": "halted", "step": end_step, "tf": cfg.data.tf, "model": cfg.model.name}
+        if end_step < tcfg.steps and stopped_early is None:  # halted: leave a resumable checkpoint at this exact step
+            with watchdog.phase("checkpoint", end_step):
+                window.drain()
+                flush_train_losses()
+                if end_step > start_step and end_step % tcfg.eval_every:
+                    progress_record["wall_seconds"] += time.time() - started
+                    checkpoints.save_latest(end_step, state, batches, progress_record)
+                metrics.flush()
+                checkpoints.wait()
+            checkpoints.close()
+            metrics.close()
+            report("halted", end_step)
+            return {"status": "halted", "step": end_step, "tf": cfg.data.tf, "model": cfg.model.name}
 
-    checkpoints.wait()
-    best_step, best_state = checkpoints.restore_best(state)
-    test = evaluate_split(logits_fn, best_state.params, best_state.batch_stats, splits["test"], plan, eval_batch)
+        final_step = stopped_early or tcfg.steps
+        with watchdog.phase("checkpoint", final_step):
+            checkpoints.wait()
+            best_step, best_state = checkpoints.restore_best(state)
+        with watchdog.phase("test evaluation", final_step):
+            test = evaluate_split(logits_fn, best_state.params, best_state.batch_stats, splits["test"], plan, eval_batch)
     metrics.add(best_step, "test", test)
     metrics.flush()
     progress_record["wall_seconds"] += time.time() - started
