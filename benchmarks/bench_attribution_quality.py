@@ -22,7 +22,8 @@ from tfbind_dist.data.synthetic import planted_mask, synthesize
 from tfbind_dist.interpret import explain
 from tfbind_dist.interpret.quality import importance_auroc
 from tfbind_dist.interpret.report import motif_table
-from tfbind_dist.train.loop import load_model, train_and_evaluate
+from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.train.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ism", "grad", "grad-corrected")

@@ -24,9 +24,10 @@ import psutil
 import pyarrow as pa
 
 from tfbind_dist import config as C
-from tfbind_dist.data.io import write_table_atomic
+from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret.outputs import predict
-from tfbind_dist.train.loop import load_model, train_and_evaluate
+from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.train.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 GENOME_WINDOWS = 15_000_000

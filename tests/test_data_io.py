@@ -8,6 +8,7 @@ import pytest
 
 from conftest import KOO, run_cli
 from tfbind_dist.data import io
+from tfbind_dist.storage import write_table_atomic
 
 
 def test_import_real_koo_data_unchanged(tmp_path):
@@ -85,7 +86,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pq, "write_table", explode)
     with pytest.raises(OSError):
-        io.write_table_atomic(pa.table({"a": [1]}), tmp_path / "x.parquet")
+        write_table_atomic(pa.table({"a": [1]}), tmp_path / "x.parquet")
     assert list(tmp_path.iterdir()) == []
 
 

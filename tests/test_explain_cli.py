@@ -6,7 +6,8 @@ import pytest
 from conftest import run_cli
 from tfbind_dist import config as C
 from tfbind_dist.interpret import explain
-from tfbind_dist.train.loop import load_model, train_and_evaluate
+from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.train.restore import load_model
 
 
 @pytest.fixture(scope="module")

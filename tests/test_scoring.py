@@ -13,9 +13,10 @@ import pytest
 
 from conftest import REPO, run_cli
 from tfbind_dist import config as C
-from tfbind_dist.data.io import write_table_atomic
+from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret import explain
-from tfbind_dist.train.loop import load_model, train_and_evaluate
+from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.train.restore import load_model
 
 ROWS, SHARDS = 20_000, 10
 

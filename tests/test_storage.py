@@ -8,7 +8,8 @@ import yaml
 from conftest import run_cli
 from tfbind_dist import config as C
 from tfbind_dist.storage import as_path, read_parquet
-from tfbind_dist.train.loop import load_model, train_and_evaluate
+from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.train.restore import load_model
 
 
 def test_run_directory_on_gcs_resumes_from_its_checkpoint(gcs_bucket, synth_dir):

@@ -86,7 +86,7 @@ def cmd_evaluate(args) -> int:
 
     from tfbind_dist.data.sources import load_splits
     from tfbind_dist.train.evaluate import evaluate_split
-    from tfbind_dist.train.loop import load_model
+    from tfbind_dist.train.restore import load_model
     from tfbind_dist.train.mesh import make_mesh
     from tfbind_dist.train.steps import make_logits_fn
 
@@ -126,7 +126,7 @@ def _read_sequences(path: Path) -> list[str]:
 def cmd_predict(args) -> int:
     from tfbind_dist.data.io import DataError
     from tfbind_dist.train.inference import predict_sequences
-    from tfbind_dist.train.loop import load_model
+    from tfbind_dist.train.restore import load_model
 
     sequences = [args.sequence] if args.sequence else _read_sequences(Path(args.input))
     if not sequences:
@@ -154,7 +154,7 @@ def cmd_predict(args) -> int:
 
 def cmd_sanity(args) -> int:
     from tfbind_dist.train.inference import sanity_table
-    from tfbind_dist.train.loop import load_model
+    from tfbind_dist.train.restore import load_model
 
     model = load_model(args.run)
     print(sanity_table(model).to_string(index=False))
@@ -210,7 +210,7 @@ def cmd_explain(args) -> int:
     from tfbind_dist.interpret import ARRAY_NAMES, explain
     from tfbind_dist.interpret.report import describe_top, motif_table, write_figures
     from tfbind_dist.data.synthetic import MOTIF_IDS
-    from tfbind_dist.train.loop import load_model
+    from tfbind_dist.train.restore import load_model
 
     model = load_model(args.run)
     sequences, names = _explain_inputs(args, model)
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     from tfbind_dist.config import ConfigError
     from tfbind_dist.data.encoding import SequenceError
     from tfbind_dist.data.io import DataError
-    from tfbind_dist.train.loop import RunConfigMismatch
+    from tfbind_dist.rundir import RunConfigMismatch, RunDirError
 
     try:
         return args.func(args)

@@ -1,4 +1,7 @@
-"""Run and sweep directories on local disk or object storage (gs://, s3://, ...), through etils.epath.
+"""File I/O for every part of tfbind_dist: local disk or object storage (gs://, s3://, ...), through etils.epath.
+
+Every writer in the package goes through the `write_*_atomic` functions here: readers see the
+old file or the whole new one, never a part, and a failed write leaves nothing behind.
 
 orbax writes checkpoints to the same paths natively (gs:// through TensorStore). Small
 files (config, summary, progress, metrics) are whole-object writes on object storage,
@@ -60,6 +63,34 @@ def local_atomic_target(path: str | os.PathLike):
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def write_table_atomic(table, path: str | os.PathLike) -> None:
+    """Write a pyarrow Table as Parquet (zstd): streamed to a temp file and renamed locally, one upload remotely."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if is_remote(path):
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        write_bytes_atomic(path, buffer.getvalue().to_pybytes())
+        return
+    with local_atomic_target(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    """numpy.savez_compressed, written atomically."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def write_csv_atomic(frame, path: str | os.PathLike) -> None:
+    """A pandas DataFrame as CSV (no index), written atomically."""
+    write_text_atomic(path, frame.to_csv(index=False))
 
 
 def read_parquet(path: str | os.PathLike):

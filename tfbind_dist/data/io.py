@@ -2,7 +2,7 @@
 
 A dataset directory holds one Parquet file per TF and split, `{TF}_{split}.parquet`,
 with at least the columns `sequence`, `label`, `transcription_factor`, `subset`.
-Every writer goes through `write_table_atomic`, so a failure never leaves a
+Every writer goes through `storage.write_table_atomic`, so a failure never leaves a
 half-written file behind.
 """
 from __future__ import annotations
@@ -19,12 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tfbind_dist.storage import is_remote, local_atomic_target, write_bytes_atomic
+from tfbind_dist.storage import write_table_atomic
 
 from tfbind_dist.config import SPLITS
 from tfbind_dist.data.encoding import SequenceError, encode_bytes
 
 REQUIRED_COLUMNS = ("sequence", "label", "transcription_factor", "subset")
+_PARQUET_NAME = re.compile(r"^(?P<tf>[A-Za-z0-9]+)_(?P<split>train|valid|test)\.parquet$")
 _CHAPTER_NAME = re.compile(r"^(?P<tf>[A-Za-z0-9]+)_(?P<split>train|valid|test)_sequences\.csv(\.gz)?$")
 
 
@@ -46,17 +47,6 @@ class SplitData:
     @property
     def length(self) -> int:
         return self.codes.shape[1]
-
-
-def write_table_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write a Parquet file via a temp file in the same directory and a rename (one upload on object storage)."""
-    if is_remote(path):
-        buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer, compression="zstd")
-        write_bytes_atomic(path, buffer.getvalue().to_pybytes())
-        return
-    with local_atomic_target(path) as tmp:  # streamed to disk, not buffered
-        pq.write_table(table, tmp, compression="zstd")
 
 
 def encode_column(column: pa.ChunkedArray | pa.Array, *, source: str, n_policy: str = "uniform",
@@ -207,6 +197,16 @@ def load_split(data_dir: str | Path, tf: str, split: str, *, n_policy: str = "un
     path = _find_split_file(Path(data_dir), tf, split)
     table = pq.read_table(path) if path.suffix == ".parquet" else read_csv_table(path)
     return validate_table(table, str(path), n_policy=n_policy)
+
+
+def available_tfs(data_dir: str | Path) -> set[str]:
+    """TF names with at least one split file (Parquet or chapter CSV) in a dataset directory."""
+    names = set()
+    for path in Path(data_dir).iterdir():
+        match = _CHAPTER_NAME.match(path.name) or _PARQUET_NAME.match(path.name)
+        if match:
+            names.add(match["tf"])
+    return names
 
 
 def discover_chapter_files(src: str | Path) -> dict[tuple[str, str], Path]:

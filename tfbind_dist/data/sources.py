@@ -4,8 +4,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tfbind_dist.config import SPLITS, DataConfig
-from tfbind_dist.data.io import DataError, SplitData, load_split, split_path
+from tfbind_dist.config import SPLITS, TFS, DataConfig
+from tfbind_dist.data.io import DataError, SplitData, available_tfs, load_split, split_path
+from tfbind_dist.storage import is_remote
+
+
+def absolute_data_path(path: str) -> str:
+    """`data.path` made absolute (unchanged for 'synthetic' and object-store URLs)."""
+    if path == "synthetic" or is_remote(path):
+        return path
+    return str(Path(path).expanduser().absolute())
+
+
+def is_synthetic(path: str) -> bool:
+    """Whether `data.path` is synthetic data (the cache, or a folder made by `tfbind data synth`)."""
+    return path == "synthetic" or (not is_remote(path) and (Path(path) / "SYNTHETIC.md").exists())
 
 
 def synthetic_cache_dir(n_train: int, seed: int) -> Path:
@@ -20,6 +33,8 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
         if not path.is_dir():
             raise DataError(f"data path {path} is not a directory (use a dataset dir or 'synthetic')")
         return path
+    if cfg.tf not in TFS:
+        raise DataError(f"data.tf: no synthetic data for {cfg.tf!r}; choose from {', '.join(TFS)}")
     from tfbind_dist.data.synthetic import synthesize
 
     path = synthetic_cache_dir(cfg.synth_n_train, cfg.synth_seed)
@@ -31,6 +46,10 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
 def load_splits(cfg: DataConfig, splits=SPLITS) -> dict[str, SplitData]:
     """Load the requested splits of the configured TF."""
     data_dir = resolve_data_dir(cfg)
+    found = available_tfs(data_dir)
+    if cfg.tf not in found:
+        raise DataError(f"{data_dir}: no data for TF {cfg.tf!r} (data.tf); found "
+                        f"{', '.join(sorted(found)) or 'no {TF}_{split} files'}")
     loaded = {s: load_split(data_dir, cfg.tf, s, n_policy=cfg.n_policy) for s in splits}
     lengths = {s: d.length for s, d in loaded.items()}
     if len(set(lengths.values())) > 1:

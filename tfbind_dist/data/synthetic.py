@@ -30,6 +30,9 @@ import pyarrow.compute as pc
 from tfbind_dist import config
 from tfbind_dist.data import io
 from tfbind_dist.data.encoding import decode
+from tfbind_dist.storage import write_table_atomic, write_text_atomic
+
+SYNTHETIC_MARKER = "SYNTHETIC.md"  # written beside the splits: this folder holds synthetic data
 
 MOTIF_IDS: dict[str, str] = {
     "ARID3": "MA0151.1",
@@ -343,13 +346,9 @@ def synthesize(out_dir: str | Path, *, tfs: Iterable[str] = config.TFS, n_train:
     for tf, splits in tables.items():
         for split, table in splits.items():
             path = io.split_path(out_dir, tf, split)
-            io.write_table_atomic(table, path)
+            write_table_atomic(table, path)
             written.append(path)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".SYNTHETIC.md.tmp"
-    tmp.write_text(_describe(tfs, n_train, seed, length))
-    tmp.replace(out_dir / "SYNTHETIC.md")
+    write_text_atomic(Path(out_dir) / SYNTHETIC_MARKER, _describe(tfs, n_train, seed, length))
     return written
 
 

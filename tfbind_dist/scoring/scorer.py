@@ -6,7 +6,6 @@ Invalid rows are not scored; they come back listed in `errors` with their reason
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,6 +16,8 @@ from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
+from tfbind_dist.train.restore import Model, load_model
+from tfbind_dist.train.restore import Model, load_model
 
 OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
 BASES = np.array(list("ACGT"))
@@ -28,23 +29,20 @@ class Scored(NamedTuple):
     errors: list[tuple[int, str]]  # (row index in the input batch, reason)
 
 
-@dataclass
-class LoadedModel:
+class ScoringModel(NamedTuple):
     key: str  # column prefix, e.g. "CTCF"
-    module: object
-    variables: dict
-    n_policy: str
-    length: int
+    model: Model
 
 
-def load_models(runs: list[str | Path]) -> list[LoadedModel]:
-    """Best checkpoints of the runs; column prefixes are the TF names (run names when TFs repeat)."""
-    from tfbind_dist.train.loop import load_model
+def column_keys(tfs: list[str], runs: list[str | Path]) -> list[str]:
+    """Column prefixes: the TF names, or the run directory names where two runs share a TF."""
+    return [tf if tfs.count(tf) == 1 else Path(str(run).rstrip("/")).name for tf, run in zip(tfs, runs)]
 
+
+def load_models(runs: list[str | Path]) -> list[ScoringModel]:
+    """Best checkpoints of the runs, keyed by their column prefixes."""
     models = [load_model(run) for run in runs]
-    tfs = [m.config.data.tf for m in models]
-    keys = [tf if tfs.count(tf) == 1 else Path(run).name for tf, run in zip(tfs, runs)]
-    return [LoadedModel(k, m.module, m.variables, m.config.data.n_policy, m.length) for k, m in zip(keys, models)]
+    return [ScoringModel(k, m) for k, m in zip(column_keys([m.tf for m in models], runs), models)]
 
 
 def _codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -91,13 +89,13 @@ def _fixed_list(values: np.ndarray, dtype) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
 
 
-def score_table(table: pa.Table, models: list[LoadedModel], outputs: tuple[str, ...], *,
+def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str, ...], *,
                 ism_dtype: str = "float16", pad_to: int | None = None) -> Scored:
     """Score every valid row of `table` with every model; see the README's output schema."""
     unknown = set(outputs) - set(OUTPUTS)
     if unknown:
         raise ValueError(f"unknown output(s) {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
-    length = models[0].length
+    length = models[0].model.length
     codes, errors = _codes_of(table, length)
     good = np.ones(table.num_rows, bool)
     good[[i for i, _ in errors]] = False
@@ -111,26 +109,26 @@ def score_table(table: pa.Table, models: list[LoadedModel], outputs: tuple[str, 
         if name in table.column_names:
             columns[name] = table.column(name).filter(pa.array(good))
     dtype = np.float16 if ism_dtype == "float16" else np.float32
-    for m in models:
-        kwargs = {"n_policy": m.n_policy}
+    for key, model in models:
+        module, variables, kwargs = model.module, model.variables, {"n_policy": model.n_policy}
         if "prob" in outputs or "logit" in outputs:
-            logit = np.asarray(predict(m.module, m.variables, codes, output="logit", **kwargs))[:n]
+            logit = np.asarray(predict(module, variables, codes, output="logit", **kwargs))[:n]
             if "prob" in outputs:
-                columns[f"{m.key}_prob"] = pa.array((1 / (1 + np.exp(-logit.astype(np.float64)))).astype(np.float32))
+                columns[f"{key}_prob"] = pa.array((1 / (1 + np.exp(-logit.astype(np.float64)))).astype(np.float32))
             if "logit" in outputs:
-                columns[f"{m.key}_logit"] = pa.array(logit)
+                columns[f"{key}_logit"] = pa.array(logit)
         if "grad" in outputs or "grad_corrected" in outputs:
-            grad = np.asarray(gradients.input_gradients(m.module, m.variables, codes, **kwargs))[:n]
+            grad = np.asarray(gradients.input_gradients(module, variables, codes, **kwargs))[:n]
             if "grad" in outputs:
-                columns[f"{m.key}_grad"] = _fixed_list(grad, np.float32)
+                columns[f"{key}_grad"] = _fixed_list(grad, np.float32)
             if "grad_corrected" in outputs:
-                columns[f"{m.key}_grad_corrected"] = _fixed_list(gradients.correct_gradients(grad), np.float32)
+                columns[f"{key}_grad_corrected"] = _fixed_list(gradients.correct_gradients(grad), np.float32)
         if "ism" in outputs or "ism_summary" in outputs:
-            delta = np.asarray(ism(m.module, m.variables, codes, output="prob", **kwargs).delta)[:n]
+            delta = np.asarray(ism(module, variables, codes, output="prob", **kwargs).delta)[:n]
             if "ism" in outputs:
-                columns[f"{m.key}_ism"] = _fixed_list(delta, dtype)
+                columns[f"{key}_ism"] = _fixed_list(delta, dtype)
             if "ism_summary" in outputs:
-                columns.update(_ism_summary(m.key, delta))
+                columns.update(_ism_summary(key, delta))
     return Scored(pa.table(columns), errors)
 
 
@@ -146,4 +144,4 @@ def _ism_summary(key: str, delta: np.ndarray) -> dict[str, pa.Array]:
     return out
 
 
-__all__ = ["OUTPUTS", "LoadedModel", "Scored", "load_models", "score_table"]
+__all__ = ["OUTPUTS", "ScoringModel", "Scored", "load_models", "score_table"]

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from tfbind_dist.data.io import DataError, write_table_atomic
+from tfbind_dist.data.io import DataError
+from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.scoring.scorer import OUTPUTS
 

@@ -27,7 +27,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
 from tfbind_dist.data.encoding import _LUT, INVALID, N_CODE
-from tfbind_dist.data.io import DataError, encode_column, write_table_atomic
+from tfbind_dist.data.io import DataError, encode_column
+from tfbind_dist.storage import write_table_atomic
 
 SHARD_MANIFEST = "_SHARDS.json"
 SHARD_N_POLICIES = ("skip", "keep")

@@ -1,7 +1,6 @@
 """Leaderboard and learning-curve figures over a directory of run directories."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,39 +10,42 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from tfbind_dist.data.io import write_table_atomic  # noqa: E402
 from tfbind_dist.reference import reference_text  # noqa: E402
-from tfbind_dist.storage import as_path, is_remote, read_parquet, save_figure, write_text_atomic  # noqa: E402
+from tfbind_dist.rundir import SUMMARY, RunDir  # noqa: E402
+from tfbind_dist.storage import as_path, is_remote, save_figure, write_table_atomic, write_text_atomic  # noqa: E402
 
-LEADERBOARD_COLUMNS = ["run", "tf", "model", "seed", "best_valid_auroc", "best_step", "test_auroc", "reference",
-                       "wall_seconds", "num_devices", "node", "baseline_valid_auroc"]
+LEADERBOARD_COLUMNS = ["run", "tf", "model", "seed", "data", "best_valid_auroc", "best_step", "test_auroc",
+                       "reference", "wall_seconds", "num_devices", "node", "baseline_valid_auroc"]
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Finished run directories (holding summary.json) at or below `root` (on object storage: `root` and one level down)."""
+    """Finished run directories at or below `root` (on object storage: `root` and one level down)."""
     root = as_path(root)
     if is_remote(root):  # a recursive listing of a bucket can be thousands of requests
-        found = [*root.glob("summary.json"), *root.glob("*/summary.json")]
+        found = [*root.glob(SUMMARY), *root.glob(f"*/{SUMMARY}")]
     else:
-        found = root.rglob("summary.json")
+        found = root.rglob(SUMMARY)
     return sorted(p.parent for p in found)
 
 
 def leaderboard(root: str | Path) -> pd.DataFrame:
     rows = []
     root = as_path(root)
-    for run in find_runs(root):
-        summary = json.loads((run / "summary.json").read_text())
-        import yaml
-
-        config = yaml.safe_load((run / "config.yaml").read_text())
+    for path in find_runs(root):
+        run = RunDir(path)
+        summary, config = run.summary(), run.load_config()
+        synthetic = summary.get("synthetic_data", config.data.path == "synthetic")
         rows.append({
-            "run": str(run.relative_to(root)) if run != root else run.name,
-            "tf": summary["tf"], "model": summary["model"], "seed": config["train"]["seed"],
+            "run": str(path.relative_to(root)) if path != root else path.name,
+            "tf": summary["tf"], "model": summary["model"], "seed": config.train.seed,
+            "data": "synthetic" if synthetic else "real",
             "best_valid_auroc": summary["best_valid_auroc"], "best_step": summary["best_step"],
-            "test_auroc": summary["test_auroc"], "reference": reference_text(summary["tf"], summary["model"]),
+            "test_auroc": summary["test_auroc"],
+            # the chapter's and paper's figures are on real ChIP-seq data: not comparable with synthetic runs
+            "reference": "- (synthetic data)" if synthetic else reference_text(summary["tf"], summary["model"]),
             "wall_seconds": summary["wall_seconds"], "num_devices": summary["num_devices"],
-            "node": summary.get("node", "local"), "baseline_valid_auroc": summary.get("baseline_valid_auroc"),
+            "node": run.last_attempt().get("node") or summary.get("host", "local"),
+            "baseline_valid_auroc": summary.get("baseline_valid_auroc"),
         })
     table = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
     return table.sort_values("best_valid_auroc", ascending=False, ignore_index=True)
@@ -62,7 +64,7 @@ def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     for ax, run in zip(axes.flat, table.itertuples(index=False)):
-        m = read_parquet(as_path(root) / run.run / "metrics.parquet")
+        m = RunDir(as_path(root) / run.run).metrics()
         train = m[(m.split == "train") & (m.metric == "loss")].sort_values("step")
         if len(train):
             ax.plot(train.step, train.value.rolling(max(1, len(train) // 20), min_periods=1).mean(), label="train loss")
@@ -83,7 +85,7 @@ def plot_valid_auroc(root: str | Path, table: pd.DataFrame, path: str | Path) ->
     """Validation auROC against step, one line per run (chapter figure 3-20)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for run in table.itertuples(index=False):
-        m = read_parquet(as_path(root) / run.run / "metrics.parquet")
+        m = RunDir(as_path(root) / run.run).metrics()
         v = m[(m.split == "valid") & (m.metric == "auroc")].sort_values("step")
         ax.plot(v.step, v.value, marker="o", ms=3, label=f"{run.model} ({run.best_valid_auroc:.3f})")
     ax.set(xlabel="Step", ylabel="auROC", title="Validation auROC")
@@ -99,7 +101,7 @@ def write_report(root: str | Path) -> pd.DataFrame:
     root = as_path(root)
     table = leaderboard(root)
     if table.empty:
-        raise FileNotFoundError(f"no finished runs (summary.json) under {root}")
+        raise FileNotFoundError(f"no finished runs (run directories with {SUMMARY}) under {root}")
     write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), root / "leaderboard.parquet")
     write_text_atomic(root / "leaderboard.md", to_markdown(table))
     plot_learning_curves(root, table, root / "learning_curves.png")

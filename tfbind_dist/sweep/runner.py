@@ -5,7 +5,7 @@ nodes, in a fresh worker process (`max_calls=1`, so JAX sees exactly the
 accelerators Ray assigned). A task whose worker or node dies is retried by Ray
 (`max_retries`) and resumes from the job's latest checkpoint: the run directory
 under SWEEP_DIR, on storage every node can reach, is the job's whole state.
-Jobs whose run directory already holds summary.json are not submitted again.
+Finished jobs (their run directory holds a summary) are not submitted again.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from tfbind_dist.ray_utils import connect
+from tfbind_dist.rundir import RunDir
 from tfbind_dist.storage import as_path, storage_env, write_text_atomic
 from tfbind_dist.sweep.report import write_report
 from tfbind_dist.sweep.spec import Job, SweepSpec
@@ -38,19 +39,10 @@ def _train_job(config: dict[str, Any], workdir: str, coordinator: str | None = N
 
     if coordinator:
         initialize(DistributedSpec(coordinator, num_processes, process_id))
-    node = ray.util.get_node_ip_address()
-    run_dir = as_path(workdir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    attempt = json.dumps({"node": node, "node_id": ray.get_runtime_context().get_node_id(), "process": process_id,
-                          "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
-    log = run_dir / ("attempts.jsonl" if process_id == 0 else f"attempts.p{process_id}.jsonl")  # one writer each
-    previous = log.read_text() if log.exists() else ""
-    write_text_atomic(log, previous + attempt + "\n")  # rewritten whole: object stores have no append
-    summary = train_and_evaluate(C.from_dict(config), workdir, progress=False)
-    if summary.get("status") == "finished" and "node" not in summary and process_id == 0:
-        summary["node"] = node
-        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    RunDir(workdir).record_attempt({"node": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+                                    "process": process_id, "pid": os.getpid(), "host": socket.gethostname(),
+                                    "started": time.time()}, process_id)
+    return train_and_evaluate(C.from_dict(config), workdir, progress=False)
 
 
 def _coordinator_address() -> str:
@@ -98,24 +90,10 @@ def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[
         remove_placement_group(group)
 
 
-def _last_attempt(workdir: Path) -> dict[str, Any]:
-    path = workdir / "attempts.jsonl"
-    if not path.exists():
-        return {}
-    lines = path.read_text().strip().splitlines()
-    return {**json.loads(lines[-1]), "attempts": len(lines)} if lines else {}
-
-
-def job_status(out: Path, job: Job, state: str) -> dict[str, Any]:
+def job_status(out, job: Job, state: str) -> dict[str, Any]:
     """One row of the live table, read from the job's run directory."""
-    workdir = out / job.job_id
-    progress = {}
-    if (workdir / "progress.json").exists():
-        try:
-            progress = json.loads((workdir / "progress.json").read_text())
-        except json.JSONDecodeError:
-            pass
-    attempt = _last_attempt(workdir)
+    run = RunDir(out / job.job_id)
+    progress, attempt = run.progress(), run.last_attempt()
     best = progress.get("best_auroc", -1.0)
     return {
         "job": job.job_id, "state": state, "node": attempt.get("node", "-"),
@@ -154,7 +132,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "sweep.json", json.dumps(
         {"name": spec.name, "jobs": {j.job_id: j.config.to_dict() for j in spec.jobs}}, indent=1))
-    states = {j.job_id: "finished" if (out / j.job_id / "summary.json").exists() else "pending" for j in spec.jobs}
+    states = {j.job_id: "finished" if RunDir(out / j.job_id).is_finished() else "pending" for j in spec.jobs}
     todo = [j for j in spec.jobs if states[j.job_id] == "pending"]
     print(f"sweep {spec.name}: {len(spec.jobs)} jobs, {len(spec.jobs) - len(todo)} already finished, "
           f"{len(todo)} to run", flush=True)

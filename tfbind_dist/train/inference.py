@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from tfbind_dist.data.encoding import encode
-from tfbind_dist.train.loop import Model
+from tfbind_dist.train.restore import Model
 from tfbind_dist.train.metrics import sigmoid
 from tfbind_dist.train.steps import make_logits_fn
 

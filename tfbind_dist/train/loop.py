@@ -1,34 +1,29 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
-The run directory is the contract with sweeps, scoring and explain:
-  config.yaml, metrics.parquet (step, split, metric, value), checkpoints/{latest,best},
-  summary.json, learning_curve.png, tb/ (TensorBoard events).
+Writes a run directory (see `tfbind_dist.rundir`), but only after every input has been
+validated, so a mistake never leaves a directory that refuses the corrected command.
 Re-running with the same workdir resumes from the latest checkpoint; a finished run
 is not trained again.
 """
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
+import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from tfbind_dist import config as config_lib
-from tfbind_dist.config import RunConfig
-from tfbind_dist.data.io import SplitData, write_table_atomic
+from tfbind_dist.config import ConfigError, RunConfig
+from tfbind_dist.data.io import SplitData
 from tfbind_dist.data.pipeline import train_dataset
-from tfbind_dist.data.sources import load_splits
+from tfbind_dist.data.sources import absolute_data_path, is_synthetic, load_splits
 from tfbind_dist.models import build_model
-from tfbind_dist.storage import as_path, is_remote, read_parquet, write_bytes_atomic, write_text_atomic
+from tfbind_dist.rundir import MetricsLog, RunDir
 from tfbind_dist.train.checkpoint import RunCheckpoints
 from tfbind_dist.train.evaluate import evaluate_split
 from tfbind_dist.train.mesh import check_batch_divisible, make_mesh, shard_batch
@@ -37,102 +32,11 @@ from tfbind_dist.train.plots import plot_learning_curve
 from tfbind_dist.train.state import create_state, make_optimizer
 from tfbind_dist.train.steps import make_logits_fn, make_train_step
 
-METRIC_COLUMNS = ["step", "split", "metric", "value"]
 DISPATCH_DEPTH = 4  # train steps the host may run ahead of the devices (see train/pacing.py)
-
-
-class RunConfigMismatch(ValueError):
-    """A workdir holds a run with a different configuration."""
-
-
-@dataclass
-class Model:
-    """A trained model restored from a run directory, ready for inference."""
-
-    config: RunConfig
-    module: Any
-    params: Any
-    batch_stats: Any
-    length: int
-    step: int
-
-    @property
-    def variables(self) -> dict[str, Any]:
-        return {"params": self.params, "batch_stats": self.batch_stats} if self.batch_stats else {"params": self.params}
 
 
 def is_primary() -> bool:
     return jax.process_index() == 0
-
-
-def _prepare_workdir(config: RunConfig, workdir: Path) -> None:
-    """Write config.yaml, or check that an existing one matches (ignoring operational settings)."""
-    path = workdir / "config.yaml"
-    if path.exists():
-        old = config_lib.load(path).identity()
-        new = config.identity()
-        for section in new:
-            for key, value in new[section].items():
-                if old[section].get(key) != value:
-                    raise RunConfigMismatch(
-                        f"{workdir} holds a run with {section}.{key}={old[section].get(key)!r}, "
-                        f"not {value!r}; use another --out or the same settings to resume"
-                    )
-    elif is_primary():
-        workdir.mkdir(parents=True, exist_ok=True)
-        config_lib.save(config, path)
-
-
-class MetricsLog:
-    """Rows of (step, split, metric, value), persisted to metrics.parquet and TensorBoard."""
-
-    def __init__(self, workdir: Path, resume_step: int):
-        self.path = workdir / "metrics.parquet"
-        self.rows: list[tuple[int, str, str, float]] = []
-        if self.path.exists():
-            old = read_parquet(self.path)
-            old = old[old.step <= resume_step]
-            self.rows = list(old.itertuples(index=False, name=None))
-        self.writer = None
-        self.tb_dir = workdir / "tb"
-        self.tb_staging = None
-        if is_primary():
-            from tensorboardX import SummaryWriter
-
-            if is_remote(workdir):  # events are staged locally and uploaded whole at each flush
-                self.tb_staging = Path(tempfile.mkdtemp(prefix="tfbind-tb-"))
-            self.writer = SummaryWriter(str(self.tb_staging or self.tb_dir))
-
-    def add(self, step: int, split: str, values: dict[str, float]) -> None:
-        for metric, value in values.items():
-            self.rows.append((int(step), split, metric, float(value)))
-            if self.writer is not None:
-                self.writer.add_scalar(f"{split}/{metric}", float(value), int(step))
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=METRIC_COLUMNS)
-
-    def flush(self) -> None:
-        if is_primary():
-            import pyarrow as pa
-
-            write_table_atomic(pa.Table.from_pandas(self.frame(), preserve_index=False), self.path)
-            self.writer.flush()
-            if self.tb_staging is not None:
-                for event_file in self.tb_staging.iterdir():
-                    write_bytes_atomic(self.tb_dir / event_file.name, event_file.read_bytes())
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.tb_staging is not None:
-            shutil.rmtree(self.tb_staging, ignore_errors=True)
-
-
-def write_progress(workdir: Path, record: dict[str, Any]) -> None:
-    """progress.json: what a sweep driver shows for a running job (written at start and every evaluation)."""
-    if is_primary():
-        write_text_atomic(workdir / "progress.json", json.dumps({**record, "updated": time.time()}))
 
 
 def _out_of_patience(tcfg, step: int, best_step: int) -> bool:
@@ -153,6 +57,32 @@ def make_train_iterator(config: RunConfig, train: SplitData):
     return iter(dataset)
 
 
+def with_absolute_data_path(config: RunConfig) -> RunConfig:
+    """The config with `data.path` made absolute, so the run works from any working directory."""
+    absolute = absolute_data_path(config.data.path)
+    return config if absolute == config.data.path else config_lib.with_overrides(config, {"data.path": absolute})
+
+
+def validate_inputs(config: RunConfig, devices=None) -> tuple[dict[str, SplitData], Any]:
+    """Check everything a run needs before its directory is written: the data (folder, TF, all three
+    splits, one sequence length), the model and its overrides, and the batch size against the
+    devices, processes and the training split. Returns the loaded splits and the device mesh."""
+    try:
+        build_model(config.model.name, **config.model.overrides)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.overrides: {err}") from None
+    splits = load_splits(config.data)
+    plan = make_mesh(devices)
+    batch = config.train.batch_size
+    check_batch_divisible(batch, plan)
+    if batch % jax.process_count():
+        raise ConfigError(f"train.batch_size={batch} is not divisible by {jax.process_count()} processes")
+    if len(splits["train"]) < batch:
+        raise ConfigError(f"train.batch_size={batch} is larger than the {len(splits['train'])} rows of "
+                          f"{config.data.tf}'s train split")
+    return splits, plan
+
+
 def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool = True, devices=None) -> dict[str, Any]:
     """Train one TF model on every visible device; resume if `workdir` holds a checkpoint.
 
@@ -161,28 +91,25 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     and returns a summary whose `status` is "halted". `devices` restricts the mesh
     (default: every device of every process).
     """
-    workdir = as_path(workdir)
-    config.validate()
-    _prepare_workdir(config, workdir)
-    summary_path = workdir / "summary.json"
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
+    run = RunDir(workdir)
+    config = with_absolute_data_path(config).validate()
+    run.check_config(config)
+    if run.is_finished():
+        return run.summary()
 
     started = time.time()
     cfg, tcfg = config, config.train
-    splits = load_splits(cfg.data)
+    splits, plan = validate_inputs(config, devices)
     length = splits["train"].length
-    plan = make_mesh(devices)
-    check_batch_divisible(tcfg.batch_size, plan)
-    if tcfg.batch_size % jax.process_count():
-        raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by {jax.process_count()} processes")
     eval_batch = max(plan.num_devices, cfg.data.eval_batch_size // plan.num_devices * plan.num_devices)
+    if is_primary():
+        run.create(config, sequence_length=length, data_path=cfg.data.path)
 
     model = build_model(cfg.model.name, **cfg.model.overrides)
     tx = make_optimizer(tcfg)
     state = jax.device_put(create_state(model, tx, length, tcfg.seed), plan.replicated)
     batches = make_train_iterator(cfg, splits["train"])
-    checkpoints = RunCheckpoints(workdir / "checkpoints")
+    checkpoints = RunCheckpoints(run.checkpoints)
 
     progress_record: dict[str, Any] = {"best_auroc": -1.0, "best_step": 0, "wall_seconds": 0.0}
     restored = checkpoints.restore_latest(state, batches)
@@ -190,12 +117,13 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     if restored is not None:
         start_step, state, progress_record = restored
         progress_record["resumed_from"] = [*progress_record.get("resumed_from", []), int(start_step)]
-    metrics = MetricsLog(workdir, resume_step=start_step)
+    metrics = MetricsLog(run, resume_step=start_step, primary=is_primary())
 
     def report(status: str, step: int, **extra):
-        write_progress(workdir, {"status": status, "step": int(step), "steps": tcfg.steps,
-                                 "best_auroc": progress_record["best_auroc"], "best_step": progress_record["best_step"],
-                                 "resumed_from": progress_record.get("resumed_from", []), **extra})
+        if is_primary():
+            run.write_progress({"status": status, "step": int(step), "steps": tcfg.steps,
+                                "best_auroc": progress_record["best_auroc"], "best_step": progress_record["best_step"],
+                                "resumed_from": progress_record.get("resumed_from", []), **extra})
 
     report("running", start_step)
 
@@ -291,6 +219,8 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         "num_processes": jax.process_count(),
         "wall_seconds": round(progress_record["wall_seconds"], 2),
         "data": str(cfg.data.path),
+        "synthetic_data": is_synthetic(cfg.data.path),
+        "host": socket.gethostname(),
         "train_rows": len(splits["train"]),
         "resumed_from": progress_record.get("resumed_from", []),
         "length": length,
@@ -302,42 +232,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         summary.update(baseline_valid_auroc=baseline.valid_auroc, baseline_test_auroc=baseline.test_auroc,
                        baseline=baseline.description)
     if is_primary():
-        plot_learning_curve(metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", workdir / "learning_curve.png")
-        write_text_atomic(summary_path, json.dumps(summary, indent=2))
+        plot_learning_curve(metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", run.learning_curve)
+        run.write_summary(summary)
     report("finished", stopped_early or tcfg.steps)
     checkpoints.close()
     metrics.close()
     return summary
-
-
-def load_model(workdir: str | Path, which: str = "best") -> Model:
-    """Restore a run's best (or latest) checkpoint for inference, on the default device."""
-    workdir = as_path(workdir)
-    if not (workdir / "config.yaml").exists():
-        raise FileNotFoundError(f"{workdir} is not a run directory (no config.yaml)")
-    config = config_lib.load(workdir / "config.yaml")
-    length = _run_sequence_length(workdir, config)
-    module = build_model(config.model.name, **config.model.overrides)
-    tx = make_optimizer(config.train)
-    target = create_state(module, tx, length, config.train.seed)
-    checkpoints = RunCheckpoints(workdir / "checkpoints")
-    try:
-        if which == "best":
-            step, state = checkpoints.restore_best(target)
-        else:
-            restored = checkpoints.restore_latest(target, None)
-            if restored is None:
-                raise FileNotFoundError(f"no checkpoint under {workdir / 'checkpoints'}")
-            step, state, _ = restored
-    finally:
-        checkpoints.close()
-    return Model(config, module, state.params, state.batch_stats, length, int(step))
-
-
-def _run_sequence_length(workdir: Path, config: RunConfig) -> int:
-    """Sequence length the run was trained on: from summary.json, else from its validation split."""
-    meta = workdir / "summary.json"
-    summary = json.loads(meta.read_text()) if meta.exists() else {}
-    if "length" in summary:
-        return int(summary["length"])
-    return load_splits(config.data, splits=("valid",))["valid"].length

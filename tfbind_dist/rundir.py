@@ -1,0 +1,210 @@
+"""The run directory: the one contract between training, sweeps, scoring, explain and reports.
+
+    config.yaml       the resolved RunConfig (checked on resume: only operational keys may differ)
+    run.json          what loading a model needs besides the config: sequence length, absolute data path
+    metrics.parquet   step, split, metric, value (train loss per step; valid every eval_every; test at the end)
+    progress.json     live state for a sweep's table (written at start and at every evaluation)
+    summary.json      the finished run's summary; its presence means "finished"
+    attempts.jsonl    one line per start of the job (node, pid, time); attempts.pN.jsonl for process N > 0
+    checkpoints/      orbax `latest` and `best`
+    learning_curve.png, tb/ (TensorBoard events)
+
+Every other module reads and writes these through `RunDir`; none spells a file name itself.
+Works on local disk and on object storage (gs://).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tfbind_dist import config as config_lib
+from tfbind_dist.config import RunConfig
+from tfbind_dist.storage import AnyPath, as_path, is_remote, read_parquet, write_bytes_atomic, write_table_atomic, \
+    write_text_atomic
+
+CONFIG = "config.yaml"
+RUN_INFO = "run.json"
+METRICS = "metrics.parquet"
+PROGRESS = "progress.json"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+LEARNING_CURVE = "learning_curve.png"
+TENSORBOARD = "tb"
+METRIC_COLUMNS = ["step", "split", "metric", "value"]
+
+
+class RunConfigMismatch(ValueError):
+    """A run directory holds a run with a different configuration."""
+
+
+class RunDirError(FileNotFoundError):
+    """A path that is not a usable run directory; the message names the file."""
+
+
+class RunDir:
+    """One run directory (local path or object-store URL)."""
+
+    def __init__(self, path: str | Path):
+        self.path: AnyPath = as_path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> AnyPath:
+        return self.path / name
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> AnyPath:
+        return self.path / CHECKPOINTS
+
+    @property
+    def learning_curve(self) -> AnyPath:
+        return self.path / LEARNING_CURVE
+
+    # --- config -------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.path / CONFIG).exists()
+
+    def load_config(self) -> RunConfig:
+        path = self.path / CONFIG
+        if not path.exists():
+            raise RunDirError(f"{self.path} is not a run directory (no {CONFIG})")
+        try:
+            return config_lib.load(path)
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"{path}: unreadable run config ({str(err).splitlines()[0]})") from None
+
+    def check_config(self, config: RunConfig) -> None:
+        """Raise RunConfigMismatch if this directory holds a run whose results-deciding settings differ."""
+        if not self.exists():
+            return
+        old, new = self.load_config().identity(), config.identity()
+        for section in new:
+            for key, value in new[section].items():
+                if old[section].get(key) != value:
+                    raise RunConfigMismatch(
+                        f"{self.path} holds a run with {section}.{key}={old[section].get(key)!r}, "
+                        f"not {value!r}; use another --out or the same settings to resume")
+
+    def create(self, config: RunConfig, *, sequence_length: int, data_path: str) -> None:
+        """Write config.yaml and run.json for a new run (call only once every input has been validated)."""
+        if self.exists():
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path / RUN_INFO, json.dumps({"sequence_length": int(sequence_length),
+                                                            "data_path": data_path}, indent=1))
+        config_lib.save(config, self.path / CONFIG)  # last: its presence marks the run as created
+
+    def info(self) -> dict[str, Any]:
+        return self._read_json(RUN_INFO) or {}
+
+    def sequence_length(self) -> int | None:
+        """The trained sequence length, from run.json (or summary.json of runs made before run.json)."""
+        length = self.info().get("sequence_length") or (self.summary() or {}).get("length")
+        return int(length) if length else None
+
+    # --- records -------------------------------------------------------------------------------
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        path = self.path / name
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise RunDirError(f"{path}: unreadable JSON ({err})") from None
+
+    def summary(self) -> dict[str, Any] | None:
+        return self._read_json(SUMMARY)
+
+    def is_finished(self) -> bool:
+        return (self.path / SUMMARY).exists()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_text_atomic(self.path / SUMMARY, json.dumps(summary, indent=2))
+
+    def progress(self) -> dict[str, Any]:
+        try:
+            return self._read_json(PROGRESS) or {}
+        except RunDirError:  # being replaced right now; the next poll reads it
+            return {}
+
+    def write_progress(self, record: dict[str, Any]) -> None:
+        write_text_atomic(self.path / PROGRESS, json.dumps({**record, "updated": time.time()}))
+
+    def _attempts_path(self, process_id: int) -> AnyPath:
+        return self.path / ("attempts.jsonl" if process_id == 0 else f"attempts.p{process_id}.jsonl")
+
+    def record_attempt(self, record: dict[str, Any], process_id: int = 0) -> None:
+        """Append one start record (rewritten whole: object stores have no append; one writer per process)."""
+        path = self._attempts_path(process_id)
+        self.path.mkdir(parents=True, exist_ok=True)
+        previous = path.read_text() if path.exists() else ""
+        write_text_atomic(path, previous + json.dumps(record) + "\n")
+
+    def last_attempt(self) -> dict[str, Any]:
+        """The latest start record of process 0, with `attempts` (how many starts so far); {} if none."""
+        path = self._attempts_path(0)
+        lines = path.read_text().strip().splitlines() if path.exists() else []
+        return {**json.loads(lines[-1]), "attempts": len(lines)} if lines else {}
+
+    def metrics(self):
+        """metrics.parquet as a DataFrame (step, split, metric, value)."""
+        return read_parquet(self.path / METRICS)
+
+
+class MetricsLog:
+    """Rows of (step, split, metric, value), persisted to metrics.parquet and TensorBoard (primary process only)."""
+
+    def __init__(self, run: RunDir, resume_step: int, *, primary: bool = True):
+        self.path = run.path / METRICS
+        self.primary = primary
+        self.rows: list[tuple[int, str, str, float]] = []
+        if self.path.exists():
+            old = read_parquet(self.path)
+            old = old[old.step <= resume_step]
+            self.rows = list(old.itertuples(index=False, name=None))
+        self.writer = None
+        self.tb_dir = run.path / TENSORBOARD
+        self.tb_staging = None
+        if primary:
+            from tensorboardX import SummaryWriter
+
+            if is_remote(run.path):  # events are staged locally and uploaded whole at each flush
+                self.tb_staging = Path(tempfile.mkdtemp(prefix="tfbind-tb-"))
+            self.writer = SummaryWriter(str(self.tb_staging or self.tb_dir))
+
+    def add(self, step: int, split: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            self.rows.append((int(step), split, metric, float(value)))
+            if self.writer is not None:
+                self.writer.add_scalar(f"{split}/{metric}", float(value), int(step))
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=METRIC_COLUMNS)
+
+    def flush(self) -> None:
+        if not self.primary:
+            return
+        import pyarrow as pa
+
+        write_table_atomic(pa.Table.from_pandas(self.frame(), preserve_index=False), self.path)
+        self.writer.flush()
+        if self.tb_staging is not None:
+            for event_file in self.tb_staging.iterdir():
+                write_bytes_atomic(self.tb_dir / event_file.name, event_file.read_bytes())
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.tb_staging is not None:
+            shutil.rmtree(self.tb_staging, ignore_errors=True)
