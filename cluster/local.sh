@@ -4,7 +4,8 @@
 # with its own CPU/memory budget (every node on one host otherwise assumes the whole machine).
 #
 #   cluster/local.sh up      start both nodes; prints the address for `tfbind sweep --address`
-#   cluster/local.sh down    stop both nodes
+#   cluster/local.sh down    stop both nodes (only this cluster's processes: other Ray instances of the
+#                            same user, e.g. a `tfbind ... --address local` run, are left alone)
 #   cluster/local.sh status  `ray status` against the head
 #
 # The dashboard (8265) binds to 127.0.0.1: whoever reaches the dashboard or client ports can submit
@@ -22,6 +23,7 @@ MEMORY_PER_NODE="${TFBIND_MEMORY_PER_NODE:-4000000000}"
 OBJECT_STORE="${TFBIND_OBJECT_STORE:-500000000}"
 DASHBOARD_PORT="${TFBIND_DASHBOARD_PORT:-8265}"
 HEAD_TMP="${TFBIND_RAY_TMP:-/tmp/tfbind-ray}"
+SESSION_FILE="$HEAD_TMP/tfbind-cluster-$PORT.session"  # which Ray session `down` stops
 export RAY_USAGE_STATS_ENABLED=0
 # Token authentication on every node and driver (Ray 2.60): the token lives in ~/.ray/auth_token,
 # made here on first use; drivers on this machine pick it up (tfbind sweep sets RAY_AUTH_MODE=token
@@ -38,10 +40,26 @@ case "${1:-}" in
     "$RAY" start --address="$HEAD_IP:$PORT" --node-ip-address="$WORKER_IP" \
       --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
       --min-worker-port=30000 --max-worker-port=39999 --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
+    readlink -f "$HEAD_TMP/session_latest" > "$SESSION_FILE"
     echo "ray cluster up: --address $HEAD_IP:$PORT (dashboard http://127.0.0.1:$DASHBOARD_PORT)"
     ;;
   down)
-    "$RAY" stop --force >/dev/null 2>&1 || true
+    # Every process of this cluster has its session directory in its command line (both nodes share it)
+    # or descends from one that does; `ray stop` would stop every Ray process of the user instead.
+    if [ -s "$SESSION_FILE" ]; then
+      session="$(cat "$SESSION_FILE")"
+      roots="$(pgrep -f -- "$session" || true) $(pgrep -f -- "ray.util.client.server --address=$HEAD_IP:$PORT" || true)"
+      all=""
+      for pid in $roots; do all="$all $pid $(pgrep -P "$pid" || true)"; done
+      for pid in $roots; do for child in $(pgrep -P "$pid" || true); do all="$all $(pgrep -P "$child" || true)"; done; done
+      kill -TERM $all 2>/dev/null || true
+      for _ in $(seq 50); do
+        alive=""; for pid in $all; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
+        [ -z "$alive" ] && break; sleep 0.2
+      done
+      [ -n "${alive:-}" ] && kill -KILL $alive 2>/dev/null || true
+      rm -f "$SESSION_FILE"
+    fi
     echo "ray cluster down"
     ;;
   status)

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tfbind_dist.data.io import DataError
-from tfbind_dist.scoring import shard
-from tfbind_dist.scoring.shard import SHARD_MANIFEST, read_shard_manifest, shard_input
+from tfbind_dist.data import shard
+from tfbind_dist.data.shard import SHARD_MANIFEST, read_shard_manifest, shard_input
 
 CODE = {"A": 0, "C": 1, "G": 2, "T": 3, "N": 4}
 
@@ -203,8 +203,11 @@ def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="stride"):
         shard_input(src, tmp_path / "o", stride=0)
     (tmp_path / "x.txt").write_text("ACGT\n")
-    with pytest.raises(DataError, match="unknown input kind"):
+    with pytest.raises(DataError, match="plain text cannot be sharded"):
         shard_input(tmp_path / "x.txt", tmp_path / "o")
+    (tmp_path / "x.bed").write_text("chr1\t0\t10\n")
+    with pytest.raises(DataError, match="unknown input kind"):
+        shard_input(tmp_path / "x.bed", tmp_path / "o")
 
 
 # Peak RSS of the sharding process itself. ru_maxrss is not used on Linux: across the
@@ -212,7 +215,7 @@ def test_rejects_bad_arguments(tmp_path):
 # it would measure the test session; VmHWM belongs to the new process image only.
 _MEASURE = textwrap.dedent("""
     import json, re, resource, sys, time
-    from tfbind_dist.scoring.shard import shard_input
+    from tfbind_dist.data.shard import shard_input
     t0 = time.perf_counter()
     s = shard_input(sys.argv[1], sys.argv[2], window=200, stride=200)
     seconds = time.perf_counter() - t0

@@ -58,13 +58,17 @@ def _run_config(args):
 
 
 def cmd_train(args) -> int:
+    from tfbind_dist.data.sources import check_data
+
+    config = _run_config(args)
+    check_data(config.data)  # a wrong path or TF is reported before JAX is even imported
     from tfbind_dist.train.distributed import DistributedSpec, initialize
     from tfbind_dist.train.loop import train_and_evaluate
 
     spec = DistributedSpec(args.coordinator, args.num_processes, args.process_id, args.distributed_auto)
     initialize(spec if spec.enabled else DistributedSpec.from_env())
 
-    summary = train_and_evaluate(_run_config(args), args.out, progress=not args.quiet)
+    summary = train_and_evaluate(config, args.out, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -99,56 +103,48 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _read_sequences(path: Path) -> list[str]:
-    """Sequences from CSV/TSV/Parquet (a `sequence` column), FASTA, or plain text (one per line)."""
-    from tfbind_dist.data import io
+def _check_run(path: str) -> None:
+    """A readable run directory, checked before the model stack (JAX) is imported."""
+    from tfbind_dist.rundir import RunDir
 
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+    RunDir(path).load_config()
 
-        table = pq.read_table(path)
-    elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-        import pyarrow.csv as pacsv
 
-        delimiter = "\t" if ".tsv" in name else ","
-        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                               convert_options=pacsv.ConvertOptions(column_types={"sequence": "string"}))
-    elif name.endswith((".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz")):
-        return [seq for _, seq in io.iter_fasta(path)]
-    else:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if "sequence" not in table.column_names:
-        raise io.DataError(f"{path}: no 'sequence' column (found {table.column_names})")
-    return table.column("sequence").to_pylist()
+def _given_sequence(args) -> list[str]:
+    """--sequence, checked: an empty string is an error, not a zero-length batch."""
+    from tfbind_dist.data.io import DataError
+
+    if not args.sequence.strip():
+        raise DataError("--sequence: empty sequence")
+    return [args.sequence.strip().upper()]
 
 
 def cmd_predict(args) -> int:
-    from tfbind_dist.data.io import DataError
+    from tfbind_dist.data.readers import read_sequences
+    from tfbind_dist.storage import write_csv_atomic, write_table_atomic
     from tfbind_dist.train.inference import predict_sequences
     from tfbind_dist.train.restore import load_model
 
-    sequences = [args.sequence] if args.sequence else _read_sequences(Path(args.input))
-    if not sequences:
-        raise DataError(f"{args.input}: no sequences")
+    if args.output and not args.output.endswith((".csv", ".parquet")):
+        raise ValueError(f"--output {args.output}: name a .csv or .parquet file")
+    _check_run(args.run)
+    if args.sequence is not None:
+        sequences, names = _given_sequence(args), ["--sequence"]
+    else:
+        sequences, names = read_sequences(args.input)
     model = load_model(args.run)
-    table = predict_sequences(model, sequences)
+    table = predict_sequences(model, sequences, names=names)
     if not args.output:
         with __import__("pandas").option_context("display.max_colwidth", 40, "display.width", 120):
             print(table.to_string(index=False))
         return 0
-    out = Path(args.output)
-    if out.suffix == ".parquet":
+    if args.output.endswith(".parquet"):
         import pyarrow as pa
 
-        from tfbind_dist.data.io import write_table_atomic
-
-        write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), out)
+        write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), args.output)
     else:
-        tmp = out.with_name(f".{out.name}.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(out)
-    print(f"wrote {len(table)} predictions to {out}")
+        write_csv_atomic(table, args.output)
+    print(f"wrote {len(table)} predictions to {args.output}")
     return 0
 
 
@@ -186,45 +182,52 @@ def cmd_data_synth(args) -> int:
 def _explain_inputs(args, model) -> tuple[list[str], list[str]]:
     """(sequences, names) chosen by --sequence, --input, or --split/--index/--label."""
     from tfbind_dist.data.io import DataError, sequence_column_strings
+    from tfbind_dist.data.readers import read_sequences
     from tfbind_dist.data.sources import load_splits
 
-    if args.sequence:
-        return [args.sequence.upper()], ["sequence"]
+    if args.sequence is not None:
+        return _given_sequence(args), ["sequence"]
     if args.input:
-        seqs = _read_sequences(Path(args.input))
-        return [s.upper() for s in seqs], [f"{Path(args.input).name}:{i}" for i in range(len(seqs))]
+        sequences, names = read_sequences(args.input)
+        return [s.upper() for s in sequences], names
     split = load_splits(model.config.data, splits=(args.split,))[args.split]
     rows = np.arange(len(split))
     if args.label is not None:
         rows = rows[split.labels == args.label]
-    start, _, stop = args.index.partition(":")
+    start, colon, stop = args.index.partition(":")
     try:
-        chosen = rows[int(start):int(stop)] if stop else rows[[int(start)]]
+        chosen = rows[int(start or 0):int(stop) if stop else None] if colon else rows[[int(start)]]
     except (ValueError, IndexError):
         raise DataError(f"--index {args.index}: out of range or not I / A:B ({len(rows)} rows selected)") from None
+    if not len(chosen):
+        raise DataError(f"--index {args.index}: selects no rows (of the {len(rows)} selected by --split/--label)")
     seqs = sequence_column_strings(split.table.take(chosen))
     return seqs, [f"{args.split}:{i}" for i in chosen]
 
 
 def cmd_explain(args) -> int:
+    _check_run(args.run)
+    from tfbind_dist.interpret import normalize_methods
+
+    methods = normalize_methods(m for group in args.method for m in group.split(","))
+    from tfbind_dist.data.encoding import encode
+    from tfbind_dist.data.io import DataError
+    from tfbind_dist.data.synthetic import MOTIF_IDS
     from tfbind_dist.interpret import ARRAY_NAMES, explain
     from tfbind_dist.interpret.report import describe_top, motif_table, write_figures
-    from tfbind_dist.data.synthetic import MOTIF_IDS
+    from tfbind_dist.storage import write_csv_atomic, write_npz_atomic
     from tfbind_dist.train.restore import load_model
 
     model = load_model(args.run)
     sequences, names = _explain_inputs(args, model)
-    from tfbind_dist.data.encoding import encode
-
     codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
-    methods = [m for group in args.method for m in group.split(",")]
+    if codes.shape[1] != model.length:
+        raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {args.run} was trained on "
+                        f"{model.length}-bp sequences")
     arrays = explain(model.module, model.variables, codes, methods, n_policy=model.config.data.n_policy,
                      progress=len(codes) > 64)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".attributions.tmp.npz"
-    np.savez_compressed(tmp, sequences=np.array(sequences), names=np.array(names), **arrays)
-    tmp.replace(out / "attributions.npz")
+    write_npz_atomic(out / "attributions.npz", sequences=np.array(sequences), names=np.array(names), **arrays)
     tf = model.config.data.tf
     first = arrays[ARRAY_NAMES[methods[0]]]
     table = None
@@ -232,7 +235,7 @@ def cmd_explain(args) -> int:
         table = motif_table(sequences, np.abs(first).sum(-1), tf, model.config.data.n_policy)
         table.insert(0, "name", names)
         table.insert(1, "prediction", arrays["prediction"].round(6))
-        table.to_csv(out / "motifs.csv", index=False)
+        write_csv_atomic(table, out / "motifs.csv")
     written = write_figures(out, sequences, arrays, table, tf, max_sequences=args.plots)
     for i, name in enumerate(names[: args.plots]):
         print(f"{name}: prediction {arrays['prediction'][i]:.4f}")
@@ -292,7 +295,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_data_shard(args) -> int:
-    from tfbind_dist.scoring.shard import shard_input
+    from tfbind_dist.data.shard import shard_input
 
     summary = shard_input(args.src, args.out, window=args.window, stride=args.stride,
                           rows_per_shard=args.rows_per_shard, n_policy=args.n_policy, progress=not args.quiet)

@@ -92,7 +92,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         from tfbind_dist.data.encoding import N_POLICIES
-        from tfbind_dist.models.registry import PRESETS
+        from tfbind_dist.models.presets import PRESET_TABLE as PRESETS
 
         checks = [
             (self.data.n_policy in N_POLICIES, "data.n_policy", f"one of {N_POLICIES}"),
@@ -170,15 +170,26 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     return _from_dict(RunConfig, data or {}, "").validate()
 
 
-def load(path: str | Path) -> RunConfig:
-    """Load a RunConfig from a YAML file (local or object storage)."""
+def read_yaml(path: str | Path, what: str = "YAML file") -> Any:
+    """Parse a YAML file (local or object storage); a missing, binary or malformed file is one ConfigError."""
     path = epath.Path(path)
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a {what} is YAML)") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def load(path: str | Path) -> RunConfig:
+    """Load a RunConfig from a YAML file (local or object storage)."""
+    data = read_yaml(path, "config file") or {}
     try:
         return from_dict(data)
     except ConfigError as err:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 def connect(address: str, env_vars: dict[str, str] | None = None) -> None:
-    """Join an existing cluster (`auto`, HOST:PORT) or start a local one (`local`).
+    """Join an existing cluster (`auto`, HOST:PORT) or start a private one on this machine (`local`).
+
+    `local` always starts a new instance for this driver (never joins RAY_ADDRESS or a cluster
+    that `ray start` left running on the machine); it stops when the driver exits.
 
     `env_vars` are set in every task and actor of this driver (Ray runtime_env).
     """
@@ -19,7 +22,8 @@ def connect(address: str, env_vars: dict[str, str] | None = None) -> None:
         return
     runtime_env = {"env_vars": env_vars} if env_vars else None
     if address == "local":
-        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False, runtime_env=runtime_env)
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
+                 runtime_env=runtime_env)
         return
     host = address.split(":")[0]
     kwargs = {"_node_ip_address": host} if host.startswith("127.") else {}

@@ -1,6 +1,6 @@
 """DNA sequences as uint8 base codes and one-hot arrays.
 
-Sequences travel as uint8 codes (A=0, C=1, G=2, T=3, N=4): four times smaller than
+Sequences travel as uint8 codes (A=0, C=1, G=2, T=3, N=4; IUPAC ambiguity codes are N): four times smaller than
 float one-hot and cheap to ship to devices, where `one_hot` expands them.
 Whole buffers are encoded at once through a 256-entry byte lookup table, so
 encoding costs one numpy gather per batch instead of a Python call per base.
@@ -16,10 +16,15 @@ N_CODE = 4
 INVALID = 255
 N_POLICIES = ("uniform", "zeros", "ones", "error")
 
+IUPAC_AMBIGUITY = "RYKMSWBDHV"  # read as N at every entry point (FASTA genomes carry them)
+
 _LUT = np.full(256, INVALID, dtype=np.uint8)
 for _code, _base in enumerate("ACGTN"):
     _LUT[ord(_base)] = _code
     _LUT[ord(_base.lower())] = _code
+for _base in IUPAC_AMBIGUITY:
+    _LUT[ord(_base)] = _LUT[ord(_base.lower())] = N_CODE
+ALLOWED = "ACGTN and IUPAC ambiguity codes (read as N), any case"
 _DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 _COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 
@@ -32,7 +37,7 @@ def _raise_invalid(codes: np.ndarray, raw: np.ndarray, names: Sequence[str] | No
     row, pos = np.argwhere(codes == INVALID)[0]
     char = chr(raw[row, pos])
     where = names[row] if names is not None else f"row {row}"
-    raise SequenceError(f"{where}: invalid base {char!r} at position {pos} (allowed: ACGTN, any case)")
+    raise SequenceError(f"{where}: invalid base {char!r} at position {pos} (allowed: {ALLOWED})")
 
 
 def encode(

@@ -7,30 +7,28 @@ half-written file behind.
 """
 from __future__ import annotations
 
-import gzip
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-
-from tfbind_dist.storage import write_table_atomic
 
 from tfbind_dist.config import SPLITS
 from tfbind_dist.data.encoding import SequenceError, encode_bytes
+from tfbind_dist.data.errors import DataError
+from tfbind_dist.data.readers import FASTA_SUFFIXES, iter_fasta, read_csv_table
+from tfbind_dist.storage import write_table_atomic
+
+__all__ = ["DataError", "SplitData", "encode_column", "validate_table", "load_split", "import_dataset",
+           "available_tfs", "find_split_file", "split_path", "sequence_column_strings", "read_fasta_table"]
 
 REQUIRED_COLUMNS = ("sequence", "label", "transcription_factor", "subset")
+_CHAPTER_TEXT_COLUMNS = {"transcription_factor": pa.string(), "subset": pa.string()}
 _PARQUET_NAME = re.compile(r"^(?P<tf>[A-Za-z0-9]+)_(?P<split>train|valid|test)\.parquet$")
 _CHAPTER_NAME = re.compile(r"^(?P<tf>[A-Za-z0-9]+)_(?P<split>train|valid|test)_sequences\.csv(\.gz)?$")
-
-
-class DataError(ValueError):
-    """Unusable input data; the message names the file, row and field."""
 
 
 @dataclass(frozen=True)
@@ -114,42 +112,6 @@ def validate_table(table: pa.Table, source: str, *, n_policy: str = "uniform") -
     return SplitData(codes=codes, labels=labels.astype(np.int8), table=table)
 
 
-def read_csv_table(path: str | Path) -> pa.Table:
-    """Read a (optionally gzip) CSV with text columns kept as text."""
-    path = Path(path)
-    try:
-        return pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                column_types={"sequence": pa.string(), "transcription_factor": pa.string(), "subset": pa.string()}
-            ),
-        )
-    except (pa.ArrowInvalid, OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read as CSV ({str(err).splitlines()[0]})") from None
-
-
-def iter_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
-    """Yield (header, sequence) records from a FASTA file (gzip accepted)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    header, chunks = None, []
-    with opener(path, "rt") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                if header is not None:
-                    yield header, "".join(chunks)
-                header, chunks = line[1:].strip(), []
-            elif header is None:
-                raise DataError(f"{path}: sequence data before the first '>' header")
-            else:
-                chunks.append(line)
-    if header is not None:
-        yield header, "".join(chunks)
-
-
 def read_fasta_table(path: str | Path, *, tf: str, subset: str, label: int | None = None,
                      label_field: str = "label") -> pa.Table:
     """Read a FASTA into a TF table; the label is `label` or a `label_field=0|1` header token."""
@@ -183,7 +145,7 @@ def split_path(data_dir: str | Path, tf: str, split: str) -> Path:
     return Path(data_dir) / f"{tf}_{split}.parquet"
 
 
-def _find_split_file(data_dir: Path, tf: str, split: str) -> Path:
+def find_split_file(data_dir: Path, tf: str, split: str) -> Path:
     for candidate in (split_path(data_dir, tf, split), data_dir / f"{tf}_{split}_sequences.csv",
                       data_dir / f"{tf}_{split}_sequences.csv.gz"):
         if candidate.exists():
@@ -194,8 +156,8 @@ def _find_split_file(data_dir: Path, tf: str, split: str) -> Path:
 
 def load_split(data_dir: str | Path, tf: str, split: str, *, n_policy: str = "uniform") -> SplitData:
     """Load one TF split from a Parquet dataset dir or a chapter-layout CSV dir."""
-    path = _find_split_file(Path(data_dir), tf, split)
-    table = pq.read_table(path) if path.suffix == ".parquet" else read_csv_table(path)
+    path = find_split_file(Path(data_dir), tf, split)
+    table = pq.read_table(path) if path.suffix == ".parquet" else read_csv_table(path, _CHAPTER_TEXT_COLUMNS)
     return validate_table(table, str(path), n_policy=n_policy)
 
 
@@ -235,8 +197,8 @@ def import_dataset(src: str | Path, out: str | Path, *, tf: str | None = None, s
         if not files:
             raise DataError(f"{src}: no files named {{TF}}_{{train,valid,test}}_sequences.csv[.gz]")
         for key, path in files.items():
-            tables[key] = validate_table(read_csv_table(path), str(path), n_policy=n_policy).table
-    elif src.name.endswith((".fa", ".fasta", ".fa.gz", ".fasta.gz", ".fna", ".fna.gz")):
+            tables[key] = validate_table(read_csv_table(path, _CHAPTER_TEXT_COLUMNS), str(path), n_policy=n_policy).table
+    elif src.name.lower().removesuffix(".gz").endswith(FASTA_SUFFIXES):
         if not tf or not split:
             raise DataError(f"{src}: FASTA import needs --tf and --split")
         table = read_fasta_table(src, tf=tf, subset=split, label=label, label_field=label_field)
@@ -246,7 +208,7 @@ def import_dataset(src: str | Path, out: str | Path, *, tf: str | None = None, s
         key = (tf or (match["tf"] if match else None), split or (match["split"] if match else None))
         if None in key:
             raise DataError(f"{src}: cannot tell TF and split from the name; pass --tf and --split")
-        tables[key] = validate_table(read_csv_table(src), str(src), n_policy=n_policy).table
+        tables[key] = validate_table(read_csv_table(src, _CHAPTER_TEXT_COLUMNS), str(src), n_policy=n_policy).table
     written = []
     for (tf_name, split_name), table in sorted(tables.items()):
         if split_name not in SPLITS:

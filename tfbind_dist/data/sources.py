@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from tfbind_dist.config import SPLITS, TFS, DataConfig
-from tfbind_dist.data.io import DataError, SplitData, available_tfs, load_split, split_path
+from tfbind_dist.data.io import DataError, SplitData, available_tfs, find_split_file, load_split, split_path
 from tfbind_dist.storage import is_remote
 
 
@@ -43,13 +43,29 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
     return path
 
 
-def load_splits(cfg: DataConfig, splits=SPLITS) -> dict[str, SplitData]:
-    """Load the requested splits of the configured TF."""
+def check_data(cfg: DataConfig, splits=SPLITS) -> Path:
+    """The data directory, after checking that it holds every requested split of `cfg.tf` (reads no rows).
+
+    Synthetic data is checked by name only (it is generated on first use).
+    """
+    if cfg.path == "synthetic":
+        if cfg.tf not in TFS:
+            raise DataError(f"data.tf: no synthetic data for {cfg.tf!r}; choose from {', '.join(TFS)}")
+        return synthetic_cache_dir(cfg.synth_n_train, cfg.synth_seed)
     data_dir = resolve_data_dir(cfg)
     found = available_tfs(data_dir)
     if cfg.tf not in found:
         raise DataError(f"{data_dir}: no data for TF {cfg.tf!r} (data.tf); found "
                         f"{', '.join(sorted(found)) or 'no {TF}_{split} files'}")
+    for split in splits:
+        find_split_file(data_dir, cfg.tf, split)
+    return data_dir
+
+
+def load_splits(cfg: DataConfig, splits=SPLITS) -> dict[str, SplitData]:
+    """Load the requested splits of the configured TF."""
+    check_data(cfg, splits)
+    data_dir = resolve_data_dir(cfg)
     loaded = {s: load_split(data_dir, cfg.tf, s, n_policy=cfg.n_policy) for s in splits}
     lengths = {s: d.length for s, d in loaded.items()}
     if len(set(lengths.values())) > 1:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from tfbind_dist.data.batching import apply_in_batches
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.ism import ism, ism_fast, ism_reference
 from tfbind_dist.interpret.outputs import predict
@@ -25,6 +25,16 @@ _GRADIENT_KERNELS = {
 }
 
 
+def normalize_methods(methods: Iterable[str]) -> list[str]:
+    """Method names in their canonical spelling (`grad_corrected` = `grad-corrected`), checked, without repeats."""
+    canonical = [m.strip().replace("_", "-") for m in methods if m.strip()]
+    unknown = [m for m in canonical if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} "
+                         f"(underscores work too: {', '.join(ARRAY_NAMES.values())})")
+    return list(dict.fromkeys(canonical))
+
+
 def explain(module, variables: dict[str, Any], codes: np.ndarray, methods: Iterable[str], *,
             n_policy: str = "uniform", batch_size: int = 64, ism_output: str = "prob",
             grad_output: str = "logit", progress: bool = False) -> dict[str, np.ndarray]:
@@ -33,26 +43,20 @@ def explain(module, variables: dict[str, Any], codes: np.ndarray, methods: Itera
     Sequences are processed in fixed-size batches (the last one padded) so each kernel
     compiles once.
     """
-    methods = list(dict.fromkeys(methods))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    methods = normalize_methods(methods)
     codes = np.asarray(codes, dtype=np.uint8)
-    size = max(1, min(batch_size, len(codes)))
-    out: dict[str, list[np.ndarray]] = {name: [] for name in ["prediction", *(ARRAY_NAMES[m] for m in methods)]}
-    for start in tqdm(range(0, len(codes), size), disable=not progress, desc="explain", unit="batch"):
-        chunk = codes[start:start + size]
-        n = len(chunk)
-        if n < size:
-            chunk = np.concatenate([chunk, np.zeros((size - n, codes.shape[1]), np.uint8)])
-        out["prediction"].append(np.asarray(predict(module, variables, chunk, n_policy=n_policy))[:n])
+
+    def attributions(chunk: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"prediction": predict(module, variables, chunk, n_policy=n_policy)}
         for method in methods:
             if method == "ism":
-                values = ism(module, variables, chunk, n_policy=n_policy, output=ism_output).delta
+                out["ism"] = ism(module, variables, chunk, n_policy=n_policy, output=ism_output).delta
             else:
-                values = _GRADIENT_KERNELS[method](module, variables, chunk, n_policy=n_policy, output=grad_output)
-            out[ARRAY_NAMES[method]].append(np.asarray(values)[:n])
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+                out[ARRAY_NAMES[method]] = _GRADIENT_KERNELS[method](module, variables, chunk, n_policy=n_policy,
+                                                                     output=grad_output)
+        return out
+
+    return apply_in_batches(attributions, codes, batch_size, progress=progress, desc="explain")
 
 
-__all__ = ["METHODS", "ARRAY_NAMES", "explain", "ism", "ism_fast", "ism_reference", "gradients"]
+__all__ = ["METHODS", "ARRAY_NAMES", "explain", "normalize_methods", "ism", "ism_fast", "ism_reference", "gradients"]

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tfbind_dist.data.encoding import ALPHABET, encode, one_hot  # noqa: E402
+from tfbind_dist.storage import save_figure  # noqa: E402
 
 CMAP = "RdBu_r"
 # The highlight fills the importance track but only outlines the heatmap, where a tint would shift its colours.
@@ -69,7 +70,7 @@ def _position_ticks(ax, sequence: str, start: int, end: int) -> None:
 
 
 def _save(fig, path) -> None:
-    fig.savefig(Path(path), dpi=DPI)
+    save_figure(fig, path, dpi=DPI)
     plt.close(fig)
 
 

@@ -1,6 +1,19 @@
-"""Flax model families and their named presets."""
-from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel, MotifPoolModel
-from tfbind_dist.models.registry import PRESETS, build_model, has_batch_norm
+"""Flax model families and their named presets.
 
-__all__ = ["ConvModel", "ConvModelV2", "ConvTransformerModel", "MotifPoolModel", "PRESETS", "build_model",
-           "has_batch_norm"]
+Imported lazily, so that reading preset names (`models.presets`) does not import Flax and JAX.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"ConvModel": "families", "ConvModelV2": "families", "ConvTransformerModel": "families",
+            "MotifPoolModel": "families", "PRESETS": "registry", "build_model": "registry",
+            "has_batch_norm": "registry"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tfbind_dist.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tfbind_dist.models' has no attribute {name!r}")

@@ -5,21 +5,11 @@ from typing import Any
 
 import flax.linen as nn
 
-from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel, MotifPoolModel
+from tfbind_dist.models import families
+from tfbind_dist.models.presets import PRESET_TABLE
 
 PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
-    "conv": (ConvModel, {}),
-    "conv_v2": (ConvModelV2, {}),
-    "baseline": (ConvTransformerModel, {}),
-    "single_conv_only": (
-        ConvTransformerModel,
-        {"num_conv_blocks": 1, "num_transformer_blocks": 0, "num_mlp_blocks": 0},
-    ),
-    "fewer_conv_channels": (ConvTransformerModel, {"conv_filters": 8}),
-    "remove_MLP": (ConvTransformerModel, {"num_mlp_blocks": 0}),
-    "add_one_transformer_block": (ConvTransformerModel, {"num_transformer_blocks": 1}),
-    "add_two_transformer_block": (ConvTransformerModel, {"num_transformer_blocks": 2}),
-    "motif_pool": (MotifPoolModel, {}),
+    name: (getattr(families, family), overrides) for name, (family, overrides) in PRESET_TABLE.items()
 }
 
 
@@ -37,4 +27,4 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
 
 def has_batch_norm(name: str) -> bool:
     """Whether the preset carries BatchNorm statistics."""
-    return PRESETS[name][0] is not ConvModel
+    return PRESETS[name][0] is not families.ConvModel

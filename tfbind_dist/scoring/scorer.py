@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from tfbind_dist.data.batching import pad_rows
 from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.ism import ism
@@ -43,6 +44,15 @@ def load_models(runs: list[str | Path]) -> list[ScoringModel]:
     """Best checkpoints of the runs, keyed by their column prefixes."""
     models = [load_model(run) for run in runs]
     return [ScoringModel(k, m) for k, m in zip(column_keys([m.tf for m in models], runs), models)]
+
+
+def normalize_outputs(outputs) -> tuple[str, ...]:
+    """Output names in their canonical spelling (`grad-corrected` = `grad_corrected`), checked, without repeats."""
+    canonical = [o.strip().replace("-", "_") for o in outputs if o.strip()]
+    unknown = [o for o in canonical if o not in OUTPUTS]
+    if unknown or not canonical:
+        raise ValueError(f"--outputs: unknown or missing output(s) {unknown}; choose from {', '.join(OUTPUTS)}")
+    return tuple(dict.fromkeys(canonical))
 
 
 def _codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -92,18 +102,14 @@ def _fixed_list(values: np.ndarray, dtype) -> pa.Array:
 def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str, ...], *,
                 ism_dtype: str = "float16", pad_to: int | None = None) -> Scored:
     """Score every valid row of `table` with every model; see the README's output schema."""
-    unknown = set(outputs) - set(OUTPUTS)
-    if unknown:
-        raise ValueError(f"unknown output(s) {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+    outputs = normalize_outputs(outputs)
     length = models[0].model.length
     codes, errors = _codes_of(table, length)
     good = np.ones(table.num_rows, bool)
     good[[i for i, _ in errors]] = False
     codes = codes[good]
     n = len(codes)
-    size = max(n, pad_to or n)
-    if size > n:  # fixed batch shapes: one compilation per kernel
-        codes = np.concatenate([codes, np.zeros((size - n, length), np.uint8)])
+    codes = pad_rows(codes, pad_to or n)  # fixed batch shapes: one compilation per kernel
     columns: dict[str, pa.Array] = {"id": table.column("id").filter(pa.array(good))}
     for name in PASS_THROUGH:
         if name in table.column_names:
@@ -144,4 +150,4 @@ def _ism_summary(key: str, delta: np.ndarray) -> dict[str, pa.Array]:
     return out
 
 
-__all__ = ["OUTPUTS", "ScoringModel", "Scored", "load_models", "score_table"]
+__all__ = ["OUTPUTS", "ScoringModel", "Scored", "load_models", "normalize_outputs", "score_table"]

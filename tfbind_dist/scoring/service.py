@@ -19,9 +19,12 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from tfbind_dist.data.io import DataError
-from tfbind_dist.storage import write_table_atomic
+from tfbind_dist.data.shard import SHARD_MANIFEST, read_shard_manifest
 from tfbind_dist.ray_utils import connect
-from tfbind_dist.scoring.scorer import OUTPUTS
+from tfbind_dist.rundir import RunDir, RunDirError
+from tfbind_dist.scoring.scorer import normalize_outputs
+from tfbind_dist.storage import write_table_atomic, write_text_atomic
+from tfbind_dist.train.restore import load_model
 
 MANIFEST = "_MANIFEST.jsonl"
 SETTINGS = "_SCORE.json"
@@ -64,11 +67,58 @@ class ScoreSummary:
     per_actor: dict[str, int]
 
 
-def _input_shards(input_dir: Path) -> dict[str, int]:
-    files = sorted(p for p in input_dir.glob("*.parquet") if not p.name.startswith("."))
+def _input_shards(input_dir: Path, length: int) -> dict[str, int]:
+    """{shard path: rows} of a shard directory, checked against the models' sequence length.
+
+    With `_SHARDS.json` (written by `tfbind data shard`) exactly the shards it lists are scored,
+    so other files in the folder are left alone; without one, every visible Parquet file must
+    be a shard (an int64 `id` and `codes` or `sequence`).
+    """
+    if not input_dir.is_dir():
+        raise DataError(f"--input {input_dir}: not a directory of shards (make one with `tfbind data shard`)")
+    if (input_dir / SHARD_MANIFEST).exists():
+        manifest = read_shard_manifest(input_dir)
+        if manifest.get("window") not in (None, length):
+            raise DataError(f"{input_dir / SHARD_MANIFEST}: windows of {manifest['window']} bp, but the runs were "
+                            f"trained on {length}-bp sequences; re-shard with --window {length}")
+        files = [input_dir / shard["file"] for shard in manifest["shards"]]
+    else:
+        files = sorted(p for p in input_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
     if not files:
         raise DataError(f"{input_dir}: no Parquet shards")
-    return {str(p): pq.ParquetFile(p).metadata.num_rows for p in files}
+    shards = {}
+    for path in files:
+        try:
+            meta = pq.ParquetFile(path)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DataError(f"{path}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
+        schema = meta.schema_arrow
+        if "id" not in schema.names or not {"codes", "sequence"} & set(schema.names):
+            raise DataError(f"{path}: not a shard (needs an 'id' column and 'codes' or 'sequence'; found "
+                            f"{schema.names})")
+        if "codes" in schema.names:
+            codes_type = schema.field("codes").type
+            if pa.types.is_fixed_size_binary(codes_type) and codes_type.byte_width != length:
+                raise DataError(f"{path}: field 'codes' holds {codes_type.byte_width}-bp windows, but the runs were "
+                                f"trained on {length}-bp sequences")
+        shards[str(path)] = meta.metadata.num_rows
+    return shards
+
+
+def _check_runs(runs: list[str]) -> int:
+    """Every run restorable without starting Ray (config, sequence length, a best checkpoint); their common length."""
+    lengths = {}
+    for run_path in runs:
+        run = RunDir(run_path)
+        run.load_config()
+        best = run.checkpoints / "best"
+        if not best.exists() or not any(p.name.isdigit() for p in best.iterdir()):
+            raise RunDirError(f"{run}: no best checkpoint under {best} (has the run finished an evaluation?)")
+        lengths[str(run)] = run.sequence_length()
+    known = {v for v in lengths.values() if v}
+    if len(known) > 1:
+        raise DataError(f"--runs: the runs were trained on different sequence lengths {lengths}; score them separately")
+    return known.pop() if known else load_model(runs[0]).length
 
 
 def _finished(out_dir: Path) -> set[str]:
@@ -91,7 +141,7 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
             diff = sorted(k for k in settings if old.get(k) != settings[k])
             raise DataError(f"{out_dir} holds a scoring run with other settings ({', '.join(diff)}); use another --out")
     else:
-        path.write_text(json.dumps(settings, indent=1))
+        write_text_atomic(path, json.dumps(settings, indent=1))
 
 
 def _finish_shard(out_dir: Path, shard: str, parts: list[pa.Table], on_bad_rows: str) -> str | None:
@@ -119,11 +169,11 @@ def score_shards(runs: list[str], input_dir: str | Path, out_dir: str | Path, ou
                  batch_size: int = 512, ism_dtype: str = "float16", on_bad_rows: str = "fail",
                  progress: bool = True) -> ScoreSummary:
     """Score every pending shard of `input_dir` with every run's best model."""
-    unknown = set(outputs) - set(OUTPUTS)
-    if unknown:
-        raise ValueError(f"unknown output(s) {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+    outputs = normalize_outputs(outputs)  # every input is checked before anything is written or Ray starts
+    if not runs:
+        raise ValueError("--runs: name at least one run directory")
     input_dir, out_dir = Path(input_dir).absolute(), Path(out_dir).absolute()
-    shards = _input_shards(input_dir)
+    shards = _input_shards(input_dir, _check_runs(runs))
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, {"runs": [str(Path(r).absolute()) for r in runs], "input": str(input_dir),
                               "outputs": sorted(outputs), "ism_dtype": ism_dtype})

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tfbind_dist import config as C
 
 SPEC_KEYS = {"name", "recipe", "defaults", "matrix", "jobs", "hosts"}
@@ -73,12 +71,7 @@ def _apply(base: C.RunConfig, overrides: dict[str, Any], where: str) -> C.RunCon
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Parse and validate a sweep spec; `overrides` (from --set/--data) apply to every job."""
     path = Path(path)
-    if not path.exists():
-        raise C.ConfigError(f"sweep spec not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise C.ConfigError(f"{path}: not valid YAML ({err})") from None
+    raw = C.read_yaml(path, "sweep spec") or {}
     if not isinstance(raw, dict):
         raise C.ConfigError(f"{path}: a sweep spec is a mapping with keys {sorted(SPEC_KEYS)}")
     unknown = set(raw) - SPEC_KEYS

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tfbind_dist.data.batching import apply_in_batches
 from tfbind_dist.data.encoding import encode
+from tfbind_dist.data.io import DataError
 from tfbind_dist.train.restore import Model
 from tfbind_dist.train.metrics import sigmoid
 from tfbind_dist.train.steps import make_logits_fn
@@ -13,27 +15,20 @@ CHAPTER_CTCF_MOTIF = "CCACCAGGGGGCGC"
 LOW_COMPLEXITY = ("A", "C", "G", "T", "ACGTACGT", "TCGATCGT", "TATACGCG", "CAGGCAGG")
 
 
-def predict_logits(model: Model, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def predict_logits(model: Model, codes: np.ndarray, batch_size: int = 1024, *, source: str = "sequences") -> np.ndarray:
     """Logits for (N, L) codes, in fixed-size batches (one compilation)."""
     if codes.shape[1] != model.length:
-        raise ValueError(f"sequences have length {codes.shape[1]}, but the model was trained on {model.length}")
-    logits_fn = make_logits_fn(model.module, model.config.data.n_policy)
-    size = min(batch_size, max(1, len(codes)))
-    out = []
-    for start in range(0, len(codes), size):
-        chunk = codes[start:start + size]
-        pad = size - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), chunk.dtype)])
-        out.append(logits_fn(model.params, model.batch_stats, chunk))
-    logits = np.concatenate([np.asarray(o) for o in out]) if out else np.zeros(0, np.float32)
-    return logits[: len(codes)]
+        raise DataError(f"{source}: length {codes.shape[1]}, but the model of {model.run} was trained on "
+                        f"{model.length}-bp sequences")
+    logits_fn = make_logits_fn(model.module, model.n_policy)
+    return apply_in_batches(lambda chunk: logits_fn(model.params, model.batch_stats, chunk), codes, batch_size)
 
 
-def predict_sequences(model: Model, sequences: list[str], batch_size: int = 1024) -> pd.DataFrame:
-    """Table of sequence, probability, logit."""
-    codes = encode(sequences, n_policy=model.config.data.n_policy)
-    logits = predict_logits(model, codes, batch_size)
+def predict_sequences(model: Model, sequences: list[str], batch_size: int = 1024,
+                      names: list[str] | None = None) -> pd.DataFrame:
+    """Table of sequence, probability, logit (`names` label rows in error messages)."""
+    codes = encode(sequences, n_policy=model.n_policy, names=names)
+    logits = predict_logits(model, codes, batch_size, source=names[0] if names else "sequences")
     return pd.DataFrame({"sequence": sequences, "probability": sigmoid(logits), "logit": logits})
 
 

@@ -9,11 +9,9 @@ cut into windows with numpy views, so memory stays flat whatever the input size.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,28 +19,21 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
-from tfbind_dist.data.encoding import _LUT, INVALID, N_CODE
+from tfbind_dist.data.encoding import _LUT, ALLOWED, INVALID, N_CODE
 from tfbind_dist.data.io import DataError, encode_column
-from tfbind_dist.storage import write_table_atomic
+from tfbind_dist.data.readers import csv_batches, input_kind, iter_lines, parquet_batches, parquet_files
+from tfbind_dist.storage import write_table_atomic, write_text_atomic
 
 SHARD_MANIFEST = "_SHARDS.json"
 SHARD_N_POLICIES = ("skip", "keep")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
-CSV_SUFFIXES = (".csv", ".tsv")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 RESERVED_COLUMNS = ("id", "codes", "sequence")
 
 _PART = re.compile(r"part-\d{5}\.parquet")
 _CHUNK_BYTES = 1 << 20  # FASTA sequence bytes encoded and tiled at a time
-_CSV_BLOCK_BYTES = 1 << 22
-_BATCH_ROWS = 65_536
-_FASTA_LUT = _LUT.copy()
-_FASTA_LUT[np.frombuffer(b"RYKMSWBDHVrykmswbdhv", dtype=np.uint8)] = N_CODE
 
 
 @dataclass(frozen=True)
@@ -142,11 +133,11 @@ class _RecordTiler:
     def _process(self) -> None:
         raw = np.frombuffer(b"".join(self.pending), dtype=np.uint8)
         self.pending, self.pending_bytes = [], 0
-        codes = _FASTA_LUT[raw]
+        codes = _LUT[raw]
         if (codes == INVALID).any():
             at = int(np.argmax(codes == INVALID))
             raise DataError(f"{self.source} record {self.name!r}: invalid character {chr(raw[at])!r} at position "
-                            f"{self.data_end + at} (allowed: ACGTN and IUPAC codes, any case)")
+                            f"{self.data_end + at} (allowed: {ALLOWED})")
         buf_start = self.tail_start
         buf = np.concatenate([self.tail, codes]) if len(self.tail) else codes
         self.data_end += len(raw)
@@ -169,23 +160,25 @@ class _RecordTiler:
 
 def _shard_fasta(path: Path, writer: _ShardWriter, *, window: int, stride: int, skip_n: bool,
                  progress: bool) -> int:
-    """Stream a FASTA (gzip accepted) into `writer`; return the number of N windows skipped."""
-    skipped, record, count = 0, None, 0
-    with open(path, "rb") as raw, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="shard",
-                                       disable=not progress) as bar:
-        handle = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
-        for line in handle:
-            count += 1
-            if not count % 4096:
-                bar.update(raw.tell() - bar.n)
-            line = line.strip()
+    """Stream a FASTA (gzip accepted) into `writer`; return the number of N windows skipped.
+
+    Record names are the first word of each header and must be unique: they become the
+    `chrom` of every window, so a repeated name would give two windows one key.
+    """
+    skipped, record, seen = 0, None, set()
+    with tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="shard", disable=not progress) as bar:
+        for line in iter_lines(path, on_progress=lambda done: bar.update(done - bar.n)):
             if not line:
                 continue
             if line.startswith(b">"):
                 if record is not None:
                     skipped += record.finish()
                 tokens = line[1:].split()
-                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{count}"
+                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{len(seen)}"
+                if name in seen:
+                    raise DataError(f"{path}: record name {name!r} appears twice; windows are keyed by "
+                                    f"(chrom, start, end), so record names must be unique")
+                seen.add(name)
                 record = _RecordTiler(name, path, window, stride, skip_n, writer)
             elif record is None:
                 raise DataError(f"{path}: sequence data before the first '>' header")
@@ -193,47 +186,9 @@ def _shard_fasta(path: Path, writer: _ShardWriter, *, window: int, stride: int, 
                 record.feed(line)
         if record is not None:
             skipped += record.finish()
-        bar.update(raw.tell() - bar.n)
+    if not seen:
+        raise DataError(f"{path}: no FASTA records (no '>' header)")
     return skipped
-
-
-def _csv_batches(path: Path) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """Stream a CSV/TSV (gzip accepted) in record batches with `sequence` read as text."""
-    delimiter = "\t" if path.name.removesuffix(".gz").endswith(".tsv") else ","
-    try:
-        reader = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(column_types={"sequence": pa.string()}),
-        )
-        if "sequence" not in reader.schema.names:
-            raise DataError(f"{path}: no 'sequence' column; found {reader.schema.names}")
-        for batch in reader:
-            yield str(path), batch
-    except (pa.ArrowInvalid, OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read as CSV ({str(err).splitlines()[0]})") from None
-
-
-def _parquet_files(path: Path) -> list[Path]:
-    if not path.is_dir():
-        return [path]
-    files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
-    if not files:
-        raise DataError(f"{path}: no Parquet files")
-    return files
-
-
-def _parquet_batches(files: list[Path]) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """Stream Parquet files in record batches."""
-    for file in files:
-        try:
-            parquet = pq.ParquetFile(file)
-            if not {"sequence", "codes"} & set(parquet.schema_arrow.names):
-                raise DataError(f"{file}: no 'sequence' or 'codes' column; found {parquet.schema_arrow.names}")
-            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-                yield str(file), batch
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"{file}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
 
 
 def _batch_codes(batch: pa.RecordBatch, source: str, window: int, row_offset: int) -> np.ndarray:
@@ -280,18 +235,6 @@ def _shard_tables(batches: Iterator[tuple[str, pa.RecordBatch]], writer: _ShardW
             bar.update(batch.num_rows)
 
 
-def _input_kind(src: Path) -> str:
-    name = src.name.lower().removesuffix(".gz")
-    if src.is_dir() or name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    if name.endswith(FASTA_SUFFIXES):
-        return "fasta"
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    raise DataError(f"{src}: unknown input kind; expected FASTA ({', '.join(FASTA_SUFFIXES)}), "
-                    f"CSV/TSV, Parquet file or a directory of Parquet files")
-
-
 def _prepare_out_dir(out_dir: Path) -> None:
     """Refuse a directory holding another run's shards; clear an empty manifest and orphaned parts."""
     if (out_dir / SHARD_MANIFEST).exists():
@@ -303,17 +246,6 @@ def _prepare_out_dir(out_dir: Path) -> None:
     for orphan in out_dir.glob("part-*.parquet"):
         if _PART.fullmatch(orphan.name):
             orphan.unlink()
-
-
-def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{SHARD_MANIFEST}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(manifest, handle, indent=1)
-        os.replace(tmp, out_dir / SHARD_MANIFEST)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stride: int | None = None,
@@ -364,7 +296,9 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
             raise ValueError(f"{name} must be at least 1, got {value}")
     if not src.exists():
         raise DataError(f"{src}: no such file or directory")
-    kind = _input_kind(src)
+    kind = input_kind(src)
+    if kind == "text":
+        raise DataError(f"{src}: plain text cannot be sharded; use FASTA, CSV/TSV or Parquet")
     if src.is_dir() and src.resolve() == out_dir.resolve():
         raise DataError(f"{out_dir}: output directory is the input directory")
     _prepare_out_dir(out_dir)
@@ -375,17 +309,20 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
             skipped = _shard_fasta(src, writer, window=window, stride=stride, skip_n=n_policy == "skip",
                                    progress=progress)
         elif kind == "csv":
-            _shard_tables(_csv_batches(src), writer, window=window, total=None, progress=progress)
+            _shard_tables(csv_batches(src), writer, window=window, total=None, progress=progress)
         else:
-            files = _parquet_files(src)
+            files = parquet_files(src)
             total = sum(pq.ParquetFile(f).metadata.num_rows for f in files) if progress else None
-            _shard_tables(_parquet_batches(files), writer, window=window, total=total, progress=progress)
+            _shard_tables(parquet_batches(files), writer, window=window, total=total, progress=progress)
         writer.flush()
-        _write_manifest(out_dir, {
+        if not writer.rows:
+            raise DataError(f"{src}: no {'windows of ' + str(window) + ' bp' if kind == 'fasta' else 'rows'} to shard"
+                            + (f" ({skipped} windows contained N; --n-policy keep keeps them)" if skipped else ""))
+        write_text_atomic(out_dir / SHARD_MANIFEST, json.dumps({
             "window": window, "stride": stride if kind == "fasta" else None, "rows": writer.rows,
             "shards": writer.shards, "skipped_n": skipped, "source": str(src),
             "n_policy": n_policy if kind == "fasta" else "keep",
-        })
+        }, indent=1))
     except BaseException:
         writer.remove_written()
         raise
