@@ -174,7 +174,7 @@ def test_score_checks_inputs_before_ray_and_writes_nothing(run, tmp_path, capsys
 
 
 def test_local_address_starts_a_private_instance(ray_cluster):
-    code = ("import ray; from tfbind_dist.ray_utils import connect; connect('local'); "
+    code = ("from tfbind_dist.ray_utils import connect; connect('local'); import ray; "
             "print(ray.get_runtime_context().gcs_address)")
     env = {**os.environ, "RAY_ADDRESS": ray_cluster, "XLA_FLAGS": ""}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -182,20 +182,24 @@ def test_local_address_starts_a_private_instance(ray_cluster):
     assert proc.stdout.strip().splitlines()[-1] != ray_cluster
 
 
-def test_cluster_down_stops_only_its_own_nodes(tmp_path):
+def test_cluster_down_stops_only_its_own_nodes():
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="tfr-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     private = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(address='local', "
                                 "include_dashboard=False); print('up', flush=True); time.sleep(600)"],
                                stdout=subprocess.PIPE, text=True, env={**os.environ, "XLA_FLAGS": ""})
     try:
         assert private.stdout.readline().strip() == "up"
         env = {**os.environ, "TFBIND_RAY_PORT": "6398", "TFBIND_DASHBOARD_PORT": "8298", "TFBIND_CLIENT_PORT": "10098",
-               "TFBIND_CPUS_PER_NODE": "1", "TFBIND_RAY_TMP": str(tmp_path / "ray")}
+               "TFBIND_CPUS_PER_NODE": "1", "TFBIND_RAY_TMP": ray_tmp}
         script = str(REPO / "cluster" / "local.sh")
         assert subprocess.run(["bash", script, "up"], env=env, capture_output=True).returncode == 0
         assert subprocess.run(["bash", script, "down"], env=env, capture_output=True).returncode == 0
-        left = subprocess.run(["pgrep", "-f", str(tmp_path / "ray")], capture_output=True, text=True).stdout.split()
+        left = subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True, text=True).stdout.split()
         assert left == [], left
         assert private.poll() is None, "down stopped another Ray instance of the user"
     finally:
         private.kill()
         private.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
