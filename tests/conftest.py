@@ -29,6 +29,17 @@ def synth_dir(tmp_path_factory):
     return out
 
 
+def train_ctcf(synth_dir, out, steps: int, eval_every: int):
+    """A small CTCF run (chapter model, default settings) on the session's synthetic data; returns its directory."""
+    from tfbind_dist import config as C
+    from tfbind_dist.train.loop import train_and_evaluate
+
+    cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": steps,
+                                           "train.eval_every": eval_every})
+    train_and_evaluate(cfg, out, progress=False)
+    return out
+
+
 RAY_PORT = "6390"
 
 

@@ -3,20 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
-from tfbind_dist import config as C
+from conftest import run_cli, train_ctcf
 from tfbind_dist.interpret import explain
-from tfbind_dist.train.loop import train_and_evaluate
 from tfbind_dist.train.restore import load_model
 
 
 @pytest.fixture(scope="module")
 def ctcf_run(synth_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "ctcf"
-    cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": 150,
-                                           "train.eval_every": 50})
-    train_and_evaluate(cfg, run, progress=False)
-    return run
+    return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=150, eval_every=50)
 
 
 def test_explain_split_positives_all_methods(ctcf_run, tmp_path):

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfbind_dist.data.encoding import encode, one_hot
+from tfbind_dist.data.encoding import one_hot
 from tfbind_dist.interpret import ARRAY_NAMES, explain, gradients
 from tfbind_dist.interpret.ism import has_fast_ism, ism, ism_fast, ism_reference
 from tfbind_dist.interpret.outputs import predict

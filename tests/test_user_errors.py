@@ -11,10 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, train_ctcf
 from tfbind_dist import config as C
 from tfbind_dist.cli import main
-from tfbind_dist.train.loop import train_and_evaluate
 
 
 def _fails(capsys, *argv) -> str:
@@ -28,11 +27,7 @@ def _fails(capsys, *argv) -> str:
 
 @pytest.fixture(scope="module")
 def run(synth_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "ctcf"
-    cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": 20,
-                                           "train.eval_every": 10})
-    train_and_evaluate(cfg, out, progress=False)
-    return out
+    return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=20, eval_every=10)
 
 
 def test_train_mistakes_leave_nothing_and_the_corrected_command_runs(synth_dir, tmp_path, capsys):

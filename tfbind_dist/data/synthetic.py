@@ -313,7 +313,7 @@ def _describe(tfs: Iterable[str], n_train: int, seed: int, length: int) -> str:
         "  in both classes, with background GC adjusted so planted bases do not shift the total.",
         f"- Decoys (both classes): 0/1/2 instances of the other TFs' motifs with probabilities {DECOY_PROBS},",
         f"  starts within +-{DECOY_JITTER} bp of centre.",
-        f"- Positives: with probability motif_frac, one instance of the TF's motif (a second with probability",
+        "- Positives: with probability motif_frac, one instance of the TF's motif (a second with probability",
         f"  {P_SECOND}) sampled from the PWM at the TF's temperature, start within +-{CENTRE_JITTER} bp of centre,",
         "  random strand; the rest are background only (label noise).",
         f"- Negatives: with probability neg_motif_frac, a weak real instance ({WEAK_RESAMPLE:.0%} of positions",

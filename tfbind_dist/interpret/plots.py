@@ -7,8 +7,6 @@ a glance, saves a PNG to `path` and returns nothing.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")

@@ -18,7 +18,6 @@ from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
 from tfbind_dist.train.restore import Model, load_model
-from tfbind_dist.train.restore import Model, load_model
 
 OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
 BASES = np.array(list("ACGT"))
