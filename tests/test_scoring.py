@@ -120,3 +120,16 @@ def test_peak_memory_of_a_million_row_prediction_run_does_not_grow_with_input(ra
         peaks[rows] = memory.peak
         assert sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet")) == rows
     assert peaks[1_000_000] < 1.25 * peaks[250_000], {k: f"{v / 1e9:.2f} GB" for k, v in peaks.items()}
+
+
+def test_a_batch_of_only_bad_rows_is_reported_not_crashed(small_run):
+    from tfbind_dist.scoring.scorer import load_models
+    from tfbind_dist.scoring.service import ScorerActor
+
+    actor = ScorerActor([str(small_run)], ("prob",), "float16", batch_size=8)
+    codes = np.full((3, 200), 9, np.uint8)
+    column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(200), 3, [None, pa.py_buffer(codes.tobytes())])
+    out = actor(pa.table({"id": pa.array([5, 6, 7], pa.int64()), "codes": column, "path": ["p.parquet"] * 3}))
+    assert out.column("id").to_pylist() == [5, 6, 7]
+    assert out.column("_error").to_pylist() == ["invalid base code 9 at position 0"] * 3
+    assert load_models([small_run])[0].key == "CTCF"

@@ -104,6 +104,8 @@ def test_sweep_survives_worker_node_loss_and_reruns_nothing(ray_cluster, tmp_pat
 
     board = pd.read_parquet(sweep / "leaderboard.parquet")
     assert len(board) == 4 and board.run.is_unique and set(board.run) == set(summaries)
+    assert board.set_index("run").loc[victim.name, "node"] == "127.0.0.2"  # where its last attempt ran
+    assert (board.data == "synthetic").all() and (board.reference == "- (synthetic data)").all()
     assert (sweep / "learning_curves.png").exists() and (sweep / "leaderboard.md").exists()
 
     again = run_cli("sweep", _spec(tmp_path), "--out", sweep, "--address", ray_cluster, "--quiet",

@@ -54,6 +54,7 @@ def test_train_mistakes_leave_nothing_and_the_corrected_command_runs(synth_dir, 
     assert summary["status"] == "finished" and summary["steps"] == 20
 
 
+@pytest.mark.slow
 def test_run_works_from_any_directory_and_loads_without_its_data(synth_dir, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(synth_dir, work / "data_synth")
@@ -141,6 +142,7 @@ def test_binary_sweep_spec_and_config(tmp_path, capsys):
     assert not (tmp_path / "sw").exists() and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_score_checks_inputs_before_ray_and_writes_nothing(run, tmp_path, capsys):
     from tfbind_dist.data.shard import shard_input
 
@@ -168,6 +170,7 @@ def test_score_checks_inputs_before_ray_and_writes_nothing(run, tmp_path, capsys
     assert sorted(scored.column("id").to_pylist()) == list(range(10)), proc.stdout
 
 
+@pytest.mark.slow
 def test_local_address_starts_a_private_instance(ray_cluster):
     code = ("from tfbind_dist.ray_utils import connect; connect('local'); import ray; "
             "print(ray.get_runtime_context().gcs_address)")
@@ -177,6 +180,7 @@ def test_local_address_starts_a_private_instance(ray_cluster):
     assert proc.stdout.strip().splitlines()[-1] != ray_cluster
 
 
+@pytest.mark.slow
 def test_cluster_down_stops_only_its_own_nodes():
     import tempfile
 

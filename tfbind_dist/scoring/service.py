@@ -47,11 +47,11 @@ class ScorerActor:
 
         scored = score_table(batch, self.models, self.outputs, ism_dtype=self.ism_dtype, pad_to=self.batch_size)
         bad_rows = {r for r, _ in scored.errors}
-        good = [i for i in range(batch.num_rows) if i not in bad_rows]
+        good = pa.array([i for i in range(batch.num_rows) if i not in bad_rows], pa.int64())  # typed even when empty
         table = scored.table.append_column("path", batch.column("path").take(good))
         table = table.append_column("_error", pa.nulls(table.num_rows, pa.string()))
         if scored.errors:
-            rows = [r for r, _ in scored.errors]
+            rows = pa.array([r for r, _ in scored.errors], pa.int64())
             bad = pa.table({"id": batch.column("id").take(rows), "path": batch.column("path").take(rows),
                             "_error": [reason for _, reason in scored.errors]})
             table = pa.concat_tables([table, bad], promote_options="permissive")
