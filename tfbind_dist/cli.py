@@ -255,11 +255,9 @@ def cmd_sweep(args) -> int:
     from tfbind_dist.sweep.runner import run_sweep
     from tfbind_dist.sweep.spec import load_spec, select_jobs
 
-    from tfbind_dist.data.sources import absolute_data_path
-
     overrides = C.parse_set_args(args.set)
     if args.data:
-        overrides["data.path"] = absolute_data_path(args.data)  # the jobs' workers may start elsewhere
+        overrides["data.path"] = C.absolute_data_path(args.data)  # the jobs' workers may start elsewhere
     spec = select_jobs(load_spec(args.spec, overrides), C.parse_set_args(args.only))
     final = run_sweep(spec, args.out, address=args.address, cpus_per_job=args.cpus_per_job,
                       gpus_per_job=args.gpus_per_job, tpus_per_job=args.tpus_per_job,

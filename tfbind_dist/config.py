@@ -14,12 +14,19 @@ from typing import Any
 
 import yaml
 
-from tfbind_dist.storage import epath
+from tfbind_dist.storage import epath, is_remote
 
 TFS = ("ARID3", "ATF2", "BACH1", "CTCF", "ELK1", "GABPA", "MAX", "REST", "SRF", "ZNF24")
 SPLITS = ("train", "valid", "test")
 # Settings of how one invocation runs, not of what it trains (ignored when resuming or naming a job).
 OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout")
+
+
+def absolute_data_path(path: str) -> str:
+    """`data.path` made absolute against the working directory ('synthetic' and object-store URLs unchanged)."""
+    if path == "synthetic" or is_remote(path):
+        return path
+    return str(Path(path).expanduser().absolute())
 
 
 class ConfigError(ValueError):
@@ -79,12 +86,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide a run's results: `to_dict` without OPERATIONAL_KEYS.
+        """The settings that decide a run's results: `to_dict` without OPERATIONAL_KEYS, data path absolute.
 
         Two configs with the same identity train the same model, so a run directory may be
         resumed, and a sweep job keeps its id, when only operational settings differ.
         """
         data = self.to_dict()
+        data["data"]["path"] = absolute_data_path(data["data"]["path"])
         for key in OPERATIONAL_KEYS:
             section, name = key.split(".")
             data[section].pop(name, None)

@@ -9,13 +9,6 @@ from tfbind_dist.data.io import DataError, SplitData, available_tfs, find_split_
 from tfbind_dist.storage import is_remote
 
 
-def absolute_data_path(path: str) -> str:
-    """`data.path` made absolute (unchanged for 'synthetic' and object-store URLs)."""
-    if path == "synthetic" or is_remote(path):
-        return path
-    return str(Path(path).expanduser().absolute())
-
-
 def is_synthetic(path: str) -> bool:
     """Whether `data.path` is synthetic data (the cache, or a folder made by `tfbind data synth`)."""
     return path == "synthetic" or (not is_remote(path) and (Path(path) / "SYNTHETIC.md").exists())

@@ -21,7 +21,7 @@ from tfbind_dist import config as config_lib
 from tfbind_dist.config import ConfigError, RunConfig
 from tfbind_dist.data.io import SplitData
 from tfbind_dist.data.pipeline import train_dataset
-from tfbind_dist.data.sources import absolute_data_path, is_synthetic, load_splits
+from tfbind_dist.data.sources import is_synthetic, load_splits
 from tfbind_dist.models import build_model
 from tfbind_dist.rundir import MetricsLog, RunDir
 from tfbind_dist.train.checkpoint import RunCheckpoints
@@ -59,7 +59,7 @@ def make_train_iterator(config: RunConfig, train: SplitData):
 
 def with_absolute_data_path(config: RunConfig) -> RunConfig:
     """The config with `data.path` made absolute, so the run works from any working directory."""
-    absolute = absolute_data_path(config.data.path)
+    absolute = config_lib.absolute_data_path(config.data.path)
     return config if absolute == config.data.path else config_lib.with_overrides(config, {"data.path": absolute})
 
 
