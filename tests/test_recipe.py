@@ -101,7 +101,7 @@ def test_cli_recipes_baseline_and_sweep_spec(synth_dir, tmp_path):
     result = json.loads(proc.stdout)
     assert result["baseline"].startswith("5-mer") and 0.5 < result["valid_auroc"] <= 1.0
     missing = run_cli("baseline", "--tf", "SRF", "--data", synth_dir)
-    assert missing.returncode == 2 and "no train split for SRF" in missing.stderr
+    assert missing.returncode == 2 and "no data for TF 'SRF' (data.tf); found CTCF, ZNF24" in missing.stderr
 
     from tfbind_dist.sweep.spec import load_spec
 
