@@ -12,6 +12,7 @@ from tfbind_dist.train.loop import train_and_evaluate
 from tfbind_dist.train.restore import load_model
 
 
+@pytest.mark.slow
 def test_run_directory_on_gcs_resumes_from_its_checkpoint(gcs_bucket, synth_dir):
     run = f"{gcs_bucket}/{uuid.uuid4().hex[:8]}/run"
     cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": 20,
