@@ -86,6 +86,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _check_run(args.run)
     import jax
 
     from tfbind_dist.data.sources import load_splits
@@ -122,8 +123,6 @@ def _given_sequence(args) -> list[str]:
 def cmd_predict(args) -> int:
     from tfbind_dist.data.readers import read_sequences
     from tfbind_dist.storage import write_csv_atomic, write_table_atomic
-    from tfbind_dist.train.inference import predict_sequences
-    from tfbind_dist.train.restore import load_model
 
     if args.output and not args.output.endswith((".csv", ".parquet")):
         raise ValueError(f"--output {args.output}: name a .csv or .parquet file")
@@ -132,6 +131,9 @@ def cmd_predict(args) -> int:
         sequences, names = _given_sequence(args), ["--sequence"]
     else:
         sequences, names = read_sequences(args.input)
+    from tfbind_dist.train.inference import predict_sequences
+    from tfbind_dist.train.restore import load_model
+
     model = load_model(args.run)
     table = predict_sequences(model, sequences, names=names)
     if not args.output:
@@ -149,6 +151,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_sanity(args) -> int:
+    _check_run(args.run)
     from tfbind_dist.train.inference import sanity_table
     from tfbind_dist.train.restore import load_model
 
