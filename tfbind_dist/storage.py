@@ -65,6 +65,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a local log file in a single write (O_APPEND: lines from concurrent writers never interleave)."""
+    if is_remote(path):
+        raise ValueError(f"{path}: object storage has no append; write one object per record instead")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def write_table_atomic(table, path: str | os.PathLike) -> None:
     """Write a pyarrow Table as Parquet (zstd): streamed to a temp file and renamed locally, one upload remotely."""
     import pyarrow as pa

@@ -23,7 +23,7 @@ from tfbind_dist.data.shard import SHARD_MANIFEST, read_shard_manifest
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir, RunDirError
 from tfbind_dist.scoring.scorer import normalize_outputs
-from tfbind_dist.storage import write_table_atomic, write_text_atomic
+from tfbind_dist.storage import append_line, write_table_atomic, write_text_atomic
 from tfbind_dist.train.restore import load_model
 
 MANIFEST = "_MANIFEST.jsonl"
@@ -158,9 +158,8 @@ def _finish_shard(out_dir: Path, shard: str, parts: list[pa.Table], on_bad_rows:
                            out_dir / "errors" / name)
     good = table.filter(pc.is_null(table.column("_error"))).drop_columns(["path", "_error", "_actor"])
     write_table_atomic(good, out_dir / name)
-    with open(out_dir / MANIFEST, "a") as manifest:
-        manifest.write(json.dumps({"shard": shard, "output": name, "rows": good.num_rows,
-                                   "bad_rows": errors.num_rows}) + "\n")
+    append_line(out_dir / MANIFEST, json.dumps({"shard": shard, "output": name, "rows": good.num_rows,
+                                                "bad_rows": errors.num_rows}))
     return None
 
 
