@@ -1,7 +1,7 @@
 """The run directory: the one contract between training, sweeps, scoring, explain and reports.
 
     config.yaml       the resolved RunConfig (checked on resume: only operational keys may differ)
-    run.json          what loading a model needs besides the config: sequence length, absolute data path
+    run.json          what loading a model needs besides the config and checkpoints: the sequence length
     metrics.parquet   step, split, metric, value (train loss per step; valid every eval_every; test at the end)
     progress.json     live state for a sweep's table (written at start and at every evaluation)
     summary.json      the finished run's summary; its presence means "finished"
@@ -54,13 +54,6 @@ class RunDir:
     def __str__(self) -> str:
         return str(self.path)
 
-    def __truediv__(self, name: str) -> AnyPath:
-        return self.path / name
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
     @property
     def checkpoints(self) -> AnyPath:
         return self.path / CHECKPOINTS
@@ -94,13 +87,12 @@ class RunDir:
                         f"{self.path} holds a run with {section}.{key}={old[section].get(key)!r}, "
                         f"not {value!r}; use another --out or the same settings to resume")
 
-    def create(self, config: RunConfig, *, sequence_length: int, data_path: str) -> None:
+    def create(self, config: RunConfig, *, sequence_length: int) -> None:
         """Write config.yaml and run.json for a new run (call only once every input has been validated)."""
         if self.exists():
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path / RUN_INFO, json.dumps({"sequence_length": int(sequence_length),
-                                                            "data_path": data_path}, indent=1))
+        write_text_atomic(self.path / RUN_INFO, json.dumps({"sequence_length": int(sequence_length)}, indent=1))
         config_lib.save(config, self.path / CONFIG)  # last: its presence marks the run as created
 
     def info(self) -> dict[str, Any]:

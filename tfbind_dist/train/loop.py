@@ -103,7 +103,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     length = splits["train"].length
     eval_batch = max(plan.num_devices, cfg.data.eval_batch_size // plan.num_devices * plan.num_devices)
     if is_primary():
-        run.create(config, sequence_length=length, data_path=cfg.data.path)
+        run.create(config, sequence_length=length)
 
     model = build_model(cfg.model.name, **cfg.model.overrides)
     tx = make_optimizer(tcfg)
