@@ -1,7 +1,8 @@
 """File I/O for every part of tfbind_dist: local disk or object storage (gs://, s3://, ...), through etils.epath.
 
-Every writer in the package goes through the `write_*_atomic` functions here: readers see the
-old file or the whole new one, never a part, and a failed write leaves nothing behind.
+Every writer in the package goes through the `write_*_atomic` functions here, or through
+`atomic_output` for files streamed batch by batch: readers see the old file or the whole new
+one, never a part, and a failed write leaves nothing behind.
 
 orbax writes checkpoints to the same paths natively (gs:// through TensorStore). Small
 files (config, summary, progress, metrics) are whole-object writes on object storage,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Union
@@ -21,7 +23,13 @@ from typing import Union
 # TF is installed, has no s3:// and ignores the storage emulators used in tests.
 os.environ.setdefault("EPATH_USE_TF", "false")
 
+import fsspec.config  # noqa: E402
 from etils import epath  # noqa: E402
+
+# Objects appear from other processes (actors, other nodes, a killed run's workers): a listing or
+# an existence check must ask the store, never a cached listing (gcsfs caches them by default).
+for _protocol in ("gs", "gcs", "s3", "s3a"):
+    fsspec.config.conf.setdefault(_protocol, {}).setdefault("use_listings_cache", False)
 
 REMOTE_SCHEMES = ("gs://", "s3://", "az://", "hf://")
 AnyPath = Union[Path, epath.Path]
@@ -38,58 +46,106 @@ def as_path(path: str | os.PathLike) -> AnyPath:
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Readers see the old file or the whole new one, never a part."""
-    path = as_path(path)
     if is_remote(path):
-        path.write_bytes(data)  # one object upload: visible only once complete
+        as_path(path).write_bytes(data)  # one object upload: visible only once complete
         return
-    with local_atomic_target(path) as tmp:
+    with atomic_output(path) as tmp:
         tmp.write_bytes(data)
-
-
-@contextlib.contextmanager
-def local_atomic_target(path: str | os.PathLike):
-    """A temp file beside local `path`, renamed onto it when the block succeeds and removed if it fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append one line to a local log file in a single write (O_APPEND: lines from concurrent writers never interleave)."""
-    if is_remote(path):
-        raise ValueError(f"{path}: object storage has no append; write one object per record instead")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+TEMP_SUFFIX = ".tmp"
+UPLOAD_DIR = "tfbind-uploads"  # under the system temp folder: local staging of object-store writes
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """A local temp file that becomes `path` when the block succeeds and is removed if it fails.
+
+    Local `path`: the temp file lies beside it (`.NAME.<pid>.<random>.tmp`) and is renamed onto
+    it. Object storage: the temp file is staged on local disk and uploaded as one object, which
+    readers see whole or not at all. Either way, memory does not grow with the file, so a writer
+    can stream into it (e.g. a pyarrow ParquetWriter). Temp files of processes that died
+    mid-write are removed by `remove_stale_temps`.
+    """
+    remote = is_remote(path)
+    if remote:
+        folder = Path(tempfile.gettempdir()) / UPLOAD_DIR
+        remove_stale_temps(folder)
+        name = Path(str(path).rstrip("/")).name
+    else:
+        path = Path(path).absolute()
+        folder, name = path.parent, path.name
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{_writer_id()}.", suffix=TEMP_SUFFIX, dir=folder)
+    os.close(fd)
     try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        yield Path(tmp)
+        if remote:
+            import fsspec
+
+            filesystem, target = fsspec.core.url_to_fs(str(path))
+            filesystem.put_file(tmp, target)
+        else:
+            os.replace(tmp, path)
     finally:
-        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete `atomic_output` temp files in local `folder` whose writing process is gone; how many.
+
+    A process killed mid-write (SIGKILL, a lost node) leaves its temp file; the writer's host
+    and pid are in the name, so only this host's files are judged, and those of live writers
+    are never touched (on a disk shared by several hosts, each host cleans its own).
+    """
+    removed = 0
+    folder = Path(folder)
+    if is_remote(folder) or not folder.is_dir():
+        return 0
+    host = _writer_id().rpartition("-")[0]
+    for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
+        writer_host, _, pid = tmp.name.split(".")[-3].rpartition("-")  # .NAME.<host>-<pid>.<random>.tmp
+        if writer_host != host or not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _writer_id() -> str:
+    """`<host>-<pid>` of this process, without dots (they separate the fields of a temp file's name)."""
+    return f"{socket.gethostname().split('.')[0].replace('-', '_')}-{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_table_atomic(table, path: str | os.PathLike) -> None:
-    """Write a pyarrow Table as Parquet (zstd): streamed to a temp file and renamed locally, one upload remotely."""
-    import pyarrow as pa
+    """Write a pyarrow Table as Parquet (zstd): streamed to a temp file, then renamed (local) or uploaded whole."""
     import pyarrow.parquet as pq
 
-    if is_remote(path):
-        buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer, compression="zstd")
-        write_bytes_atomic(path, buffer.getvalue().to_pybytes())
-        return
-    with local_atomic_target(path) as tmp:
+    with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def open_parquet(path: str | os.PathLike):
+    """A `pyarrow.parquet.ParquetFile` on local disk or object storage (through fsspec, so emulators apply)."""
+    import pyarrow.parquet as pq
+
+    if not is_remote(path):
+        return pq.ParquetFile(path)
+    return pq.ParquetFile(as_path(path).open("rb"))
 
 
 def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
@@ -112,12 +168,7 @@ def read_parquet(path: str | os.PathLike):
     (Passing a gs:// URL to pandas would pick pyarrow's own GCS client, which
     ignores the fsspec configuration and emulators.)
     """
-    import pyarrow.parquet as pq
-
-    if not is_remote(path):
-        return pq.read_table(path).to_pandas()
-    with as_path(path).open("rb") as handle:
-        return pq.read_table(handle).to_pandas()
+    return open_parquet(path).read().to_pandas()
 
 
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
