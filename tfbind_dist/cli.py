@@ -396,10 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score Parquet shards with one or more runs (Ray Data), resumable",
                        description="Predictions, gradients and ISM for every row of SHARD_DIR's Parquet shards (from "
                                    "`tfbind data shard`), with every run's best model, in one pass over the data. "
-                                   "Writes OUT_DIR/<shard>.parquet per input shard atomically and records it in "
-                                   "OUT_DIR/_MANIFEST.jsonl; a re-run scores only what is missing.")
-    p.add_argument("--runs", nargs="+", required=True, help="run directories (column prefix: each run's TF)")
-    p.add_argument("--input", required=True, help="shard directory")
+                                   "The actor that scores a shard writes OUT_DIR/<shard>.parquet itself, atomically, "
+                                   "then the marker OUT_DIR/_done/<shard>.json; a re-run scores only shards without "
+                                   "one. Runs, shards and OUT_DIR may be local paths or gs:// / s3:// URLs.")
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="run directories or URLs (column prefix: each run's TF)")
+    p.add_argument("--input", required=True, help="shard directory or URL (from `tfbind data shard`)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--outputs", action="append", default=[], required=True,
                    help="comma-separated: prob, logit, grad, grad_corrected, ism, ism_summary")
@@ -438,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "sequences, streaming with flat memory, into OUT/part-NNNNN.parquet with a stable "
                                     "int64 `id` and uint8 base codes as fixed-size binary; OUT/_SHARDS.json last.")
     p.add_argument("src", help="FASTA (.fa/.fasta/.fna[.gz]), CSV/TSV with a 'sequence' column, or Parquet file/dir")
-    p.add_argument("--out", required=True, help="shard directory")
+    p.add_argument("--out", required=True, help="shard directory: a local path or a gs:// or s3:// URL")
     p.add_argument("--window", type=int, default=200, help="window / sequence length (bp)")
     p.add_argument("--stride", type=int, help="FASTA tiling step (default: the window)")
     p.add_argument("--rows-per-shard", type=int, default=100_000)

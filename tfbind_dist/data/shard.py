@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from tfbind_dist.data.encoding import _LUT, ALLOWED, INVALID, N_CODE
 from tfbind_dist.data.io import DataError, encode_column
 from tfbind_dist.data.readers import csv_batches, input_kind, iter_lines, parquet_batches, parquet_files
-from tfbind_dist.storage import write_table_atomic, write_text_atomic
+from tfbind_dist.storage import AnyPath, as_path, is_remote, write_table_atomic, write_text_atomic
 
 SHARD_MANIFEST = "_SHARDS.json"
 SHARD_N_POLICIES = ("skip", "keep")
@@ -44,13 +44,13 @@ class ShardSummary:
     rows: int
     skipped_n: int
     window: int
-    out_dir: Path
+    out_dir: AnyPath
 
 
 class _ShardWriter:
     """Collect encoded windows in a fixed (rows_per_shard, window) buffer and flush full shards."""
 
-    def __init__(self, out_dir: Path, window: int, rows_per_shard: int):
+    def __init__(self, out_dir: AnyPath, window: int, rows_per_shard: int):
         self.out_dir = out_dir
         self.window = window
         self.buffer = np.empty((rows_per_shard, window), dtype=np.uint8)
@@ -235,7 +235,7 @@ def _shard_tables(batches: Iterator[tuple[str, pa.RecordBatch]], writer: _ShardW
             bar.update(batch.num_rows)
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
+def _prepare_out_dir(out_dir: AnyPath) -> None:
     """Refuse a directory holding another run's shards; clear an empty manifest and orphaned parts."""
     if (out_dir / SHARD_MANIFEST).exists():
         if read_shard_manifest(out_dir)["shards"]:
@@ -259,7 +259,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
         optionally gzipped; or a Parquet file or directory with a `sequence` (text) or
         `codes` (fixed-size binary) column.
     out_dir : str or Path
-        Receives `part-NNNNN.parquet` shards and then `_SHARDS.json`. A directory whose
+        Local folder or object-store URL (gs://, s3://). Receives `part-NNNNN.parquet` shards and then `_SHARDS.json`. A directory whose
         manifest lists shards is refused; orphaned parts of an unfinished run are removed.
     window : int
         Bases per row. FASTA records are tiled into windows of this size; CSV/Parquet
@@ -287,7 +287,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
     characters raise DataError naming the file and record/row and position, and the
     shards already written are removed, so a failed run leaves no manifest.
     """
-    src, out_dir = Path(src), Path(out_dir)
+    src, out_dir = Path(src), as_path(out_dir)
     if n_policy not in SHARD_N_POLICIES:
         raise ValueError(f"n_policy must be one of {SHARD_N_POLICIES}, got {n_policy!r}")
     stride = window if stride is None else stride
@@ -299,7 +299,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
     kind = input_kind(src)
     if kind == "text":
         raise DataError(f"{src}: plain text cannot be sharded; use FASTA, CSV/TSV or Parquet")
-    if src.is_dir() and src.resolve() == out_dir.resolve():
+    if src.is_dir() and not is_remote(out_dir) and src.resolve() == out_dir.resolve():
         raise DataError(f"{out_dir}: output directory is the input directory")
     _prepare_out_dir(out_dir)
     writer = _ShardWriter(out_dir, window, rows_per_shard)
@@ -332,7 +332,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
 
 def read_shard_manifest(shard_dir: str | Path) -> dict:
     """Load `_SHARDS.json` of a shard directory."""
-    path = Path(shard_dir) / SHARD_MANIFEST
+    path = as_path(shard_dir) / SHARD_MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:

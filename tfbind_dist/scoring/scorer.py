@@ -93,8 +93,13 @@ def _codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int,
     return codes, errors
 
 
+def _rows(values: np.ndarray) -> np.ndarray:
+    """(N, ...) -> (N, features), also for N = 0."""
+    return values.reshape(len(values), int(np.prod(values.shape[1:])))
+
+
 def _fixed_list(values: np.ndarray, dtype) -> pa.Array:
-    flat = values.reshape(len(values), -1).astype(dtype)
+    flat = _rows(values).astype(dtype)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
 
 
@@ -139,7 +144,7 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
 
 def _ism_summary(key: str, delta: np.ndarray) -> dict[str, pa.Array]:
     """Per-position importance (sum of |delta|) and the strongest loss- and gain-of-binding substitutions."""
-    flat = delta.reshape(len(delta), -1)
+    flat = _rows(delta)
     out = {f"{key}_ism_importance": _fixed_list(np.abs(delta).sum(-1), np.float16)}
     for name, pick in (("loss", np.argmin), ("gain", np.argmax)):
         idx = pick(flat, axis=1)

@@ -1,20 +1,26 @@
-"""`tfbind score`: genome-scale scoring of Parquet shards with Ray Data, resumable shard by shard.
+"""`tfbind score`: genome-scale scoring of Parquet shards on a Ray cluster, resumable shard by shard.
 
-read_parquet (pending shards) -> map_batches(ScorerActor, actor pool) -> the driver gathers each
-input shard's rows and writes OUT_DIR/<shard name> atomically, then records it in
-OUT_DIR/_MANIFEST.jsonl. A re-run scores only shards missing from the manifest, so an
-interrupted run (driver or node killed) completes to exactly the rows of an uninterrupted one.
+One Ray Data row per pending shard (one block each) -> map_batches(ShardScorer, actor pool).
+The actor that takes a shard streams it in batches, scores them, writes OUT/<shard> itself
+(temp file + rename on disk, one whole-object upload on object storage) and then the marker
+OUT/_done/<shard>.json, and returns one small completion record. The driver keeps the progress
+bar and, once every shard is done, writes the OUT/_MANIFEST.json summary; it never holds scores,
+so its memory does not grow with the input or the width of the outputs.
+
+A re-run scores only shards without a marker, so an interrupted run (driver, actor or node
+killed) completes to exactly the rows of an uninterrupted one. Shards, runs and outputs may
+each live on local disk or object storage (gs://, s3://).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -22,40 +28,95 @@ from tfbind_dist.data.io import DataError
 from tfbind_dist.data.shard import SHARD_MANIFEST, read_shard_manifest
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir, RunDirError
-from tfbind_dist.scoring.scorer import normalize_outputs
-from tfbind_dist.storage import append_line, write_table_atomic, write_text_atomic
+from tfbind_dist.scoring.scorer import PASS_THROUGH, normalize_outputs
+from tfbind_dist.storage import (as_path, atomic_output, is_remote, open_parquet, remove_stale_temps, storage_env,
+                                 write_table_atomic, write_text_atomic)
 from tfbind_dist.train.restore import load_model
 
-MANIFEST = "_MANIFEST.jsonl"
 SETTINGS = "_SCORE.json"
+DONE = "_done"  # one marker object per finished shard: works where objects cannot be appended to
+MANIFEST = "_MANIFEST.json"  # every finished shard, written by the driver when none is left
+ERRORS = "errors"
 
 
-class ScorerActor:
-    """Ray Data actor: loads every model once, then scores batches."""
+def _name(path) -> str:
+    return PurePosixPath(str(path).rstrip("/")).name
 
-    def __init__(self, runs, outputs, ism_dtype, batch_size):
-        import os
+
+class ShardFailed(Exception):
+    """A shard that cannot be scored as a whole (a bad row with --on-bad-rows fail, an unreadable file)."""
+
+
+class ShardScorer:
+    """Ray Data actor: loads every model once, then scores whole shards and writes their outputs."""
+
+    def __init__(self, runs, outputs, out_dir, *, ism_dtype="float16", batch_size=512, on_bad_rows="fail"):
+        import socket
 
         from tfbind_dist.scoring.scorer import load_models
 
         self.models = load_models(runs)
         self.outputs, self.ism_dtype, self.batch_size = tuple(outputs), ism_dtype, batch_size
-        self.name = f"{os.uname().nodename}:{os.getpid()}"
+        self.out_dir, self.on_bad_rows = as_path(out_dir), on_bad_rows
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        for folder in (self.out_dir, self.out_dir / ERRORS):  # temps of this host's dead attempts
+            remove_stale_temps(folder)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist([self.score_shard(shard) for shard in batch.column("shard").to_pylist()])
+
+    def score_shard(self, shard: str) -> dict:
+        """Score one shard into OUT/<name>, then mark it done; the completion record (error set if it failed)."""
+        started, name = time.perf_counter(), _name(shard)
+        record = {"shard": name, "rows": 0, "bad_rows": 0, "error": None, "actor": self.name, "seconds": 0.0}
+        try:
+            record["rows"], record["bad_rows"] = self._write_scores(shard, name)
+        except ShardFailed as err:
+            record["error"] = str(err)
+            return record
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        write_text_atomic(self.out_dir / DONE / f"{name}.json", json.dumps(record))
+        return record
+
+    def _write_scores(self, shard: str, name: str) -> tuple[int, int]:
         from tfbind_dist.scoring.scorer import score_table
 
-        scored = score_table(batch, self.models, self.outputs, ism_dtype=self.ism_dtype, pad_to=self.batch_size)
-        bad_rows = {r for r, _ in scored.errors}
-        good = pa.array([i for i in range(batch.num_rows) if i not in bad_rows], pa.int64())  # typed even when empty
-        table = scored.table.append_column("path", batch.column("path").take(good))
-        table = table.append_column("_error", pa.nulls(table.num_rows, pa.string()))
-        if scored.errors:
-            rows = pa.array([r for r, _ in scored.errors], pa.int64())
-            bad = pa.table({"id": batch.column("id").take(rows), "path": batch.column("path").take(rows),
-                            "_error": [reason for _, reason in scored.errors]})
-            table = pa.concat_tables([table, bad], promote_options="permissive")
-        return table.append_column("_actor", pa.array([self.name] * table.num_rows))
+        try:
+            source = open_parquet(shard)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise ShardFailed(f"shard {name}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
+        columns = [c for c in source.schema_arrow.names if c in ("id", "codes", "sequence", *PASS_THROUGH)]
+        rows, bad_ids, bad_reasons = 0, [], []
+        with atomic_output(self.out_dir / name) as tmp:
+            writer = None
+            try:
+                for batch in source.iter_batches(batch_size=self.batch_size, columns=columns):
+                    batch = pa.Table.from_batches([batch])
+                    scored = score_table(batch, self.models, self.outputs, ism_dtype=self.ism_dtype,
+                                         pad_to=self.batch_size)
+                    if scored.errors and self.on_bad_rows == "fail":
+                        row, reason = scored.errors[0]
+                        raise ShardFailed(f"shard {name} row id {batch.column('id')[row].as_py()}: {reason} "
+                                          "(shard not written)")
+                    bad_ids += [batch.column("id")[row].as_py() for row, _ in scored.errors]
+                    bad_reasons += [reason for _, reason in scored.errors]
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, scored.table.schema, compression="zstd")
+                    writer.write_table(scored.table)
+                    rows += scored.table.num_rows
+                if writer is None:  # a shard without rows still gets its (empty) output
+                    empty = score_table(source.schema_arrow.empty_table().select(columns), self.models,
+                                        self.outputs, ism_dtype=self.ism_dtype, pad_to=self.batch_size)
+                    writer = pq.ParquetWriter(tmp, empty.table.schema, compression="zstd")
+            except (OSError, pa.ArrowInvalid) as err:
+                raise ShardFailed(f"shard {name}: unreadable ({str(err).splitlines()[0]})") from None
+            finally:
+                if writer is not None:
+                    writer.close()
+        if bad_ids:
+            write_table_atomic(pa.table({"id": pa.array(bad_ids, pa.int64()), "error": bad_reasons}),
+                               self.out_dir / ERRORS / name)
+        return rows, len(bad_ids)
 
 
 @dataclass
@@ -67,12 +128,13 @@ class ScoreSummary:
     per_actor: dict[str, int]
 
 
-def _input_shards(input_dir: Path, length: int) -> dict[str, int]:
-    """{shard path: rows} of a shard directory, checked against the models' sequence length.
+def _input_shards(input_dir, length: int) -> dict[str, int]:
+    """{shard path or URL: rows} of a shard directory, checked against the models' sequence length.
 
     With `_SHARDS.json` (written by `tfbind data shard`) exactly the shards it lists are scored,
-    so other files in the folder are left alone; without one, every visible Parquet file must
-    be a shard (an int64 `id` and `codes` or `sequence`).
+    so other files in the folder are left alone, and their row counts come from it (no file is
+    opened: cheap on object storage). Without one, every visible Parquet file must be a shard
+    (an int64 `id` and `codes` or `sequence`).
     """
     if not input_dir.is_dir():
         raise DataError(f"--input {input_dir}: not a directory of shards (make one with `tfbind data shard`)")
@@ -81,15 +143,14 @@ def _input_shards(input_dir: Path, length: int) -> dict[str, int]:
         if manifest.get("window") not in (None, length):
             raise DataError(f"{input_dir / SHARD_MANIFEST}: windows of {manifest['window']} bp, but the runs were "
                             f"trained on {length}-bp sequences; re-shard with --window {length}")
-        files = [input_dir / shard["file"] for shard in manifest["shards"]]
-    else:
-        files = sorted(p for p in input_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
+        return {str(input_dir / shard["file"]): int(shard["rows"]) for shard in manifest["shards"]}
+    files = sorted(p for p in input_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
     if not files:
         raise DataError(f"{input_dir}: no Parquet shards")
     shards = {}
     for path in files:
         try:
-            meta = pq.ParquetFile(path)
+            meta = open_parquet(path)
         except (OSError, pa.ArrowInvalid) as err:
             raise DataError(f"{path}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
         schema = meta.schema_arrow
@@ -121,19 +182,16 @@ def _check_runs(runs: list[str]) -> int:
     return known.pop() if known else load_model(runs[0]).length
 
 
-def _finished(out_dir: Path) -> set[str]:
-    path = out_dir / MANIFEST
-    if not path.exists():
+def _finished(out_dir) -> set[str]:
+    """Names of the shards whose marker and output both exist (one listing of each folder)."""
+    done = out_dir / DONE
+    if not done.is_dir():
         return set()
-    done = set()
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if (out_dir / record["output"]).exists():
-            done.add(record["shard"])
-    return done
+    outputs = {p.name for p in out_dir.iterdir()}
+    return {p.name[:-len(".json")] for p in done.iterdir() if p.name.endswith(".json")} & outputs
 
 
-def _check_settings(out_dir: Path, settings: dict) -> None:
+def _check_settings(out_dir, settings: dict) -> None:
     path = out_dir / SETTINGS
     if path.exists():
         old = json.loads(path.read_text())
@@ -144,82 +202,68 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
         write_text_atomic(path, json.dumps(settings, indent=1))
 
 
-def _finish_shard(out_dir: Path, shard: str, parts: list[pa.Table], on_bad_rows: str) -> str | None:
-    """Write one shard's scores atomically; return an error message if the shard failed."""
-    table = pa.concat_tables(parts, promote_options="permissive")
-    table = table.take(pc.sort_indices(table, [("id", "ascending")]))
-    errors = table.filter(pc.is_valid(table.column("_error")))
-    name = Path(shard).name
-    if errors.num_rows and on_bad_rows == "fail":
-        first = errors.slice(0, 1).to_pylist()[0]
-        return f"shard {name} row id {first['id']}: {first['_error']} ({errors.num_rows} bad rows; shard not written)"
-    if errors.num_rows:
-        write_table_atomic(errors.select(["id", "_error"]).rename_columns(["id", "error"]),
-                           out_dir / "errors" / name)
-    good = table.filter(pc.is_null(table.column("_error"))).drop_columns(["path", "_error", "_actor"])
-    write_table_atomic(good, out_dir / name)
-    append_line(out_dir / MANIFEST, json.dumps({"shard": shard, "output": name, "rows": good.num_rows,
-                                                "bad_rows": errors.num_rows}))
-    return None
+def _write_manifest(out_dir, shards: dict[str, int]) -> None:
+    """OUT/_MANIFEST.json from the markers, once every input shard is done."""
+    records = [json.loads((out_dir / DONE / f"{_name(s)}.json").read_text()) for s in shards]
+    write_text_atomic(out_dir / MANIFEST, json.dumps({
+        "rows": sum(r["rows"] for r in records), "bad_rows": sum(r["bad_rows"] for r in records),
+        "shards": [{k: r[k] for k in ("shard", "rows", "bad_rows")} for r in records]}, indent=1))
 
 
-def score_shards(runs: list[str], input_dir: str | Path, out_dir: str | Path, outputs: tuple[str, ...], *,
-                 address: str = "local", actors: int = 1, cpus_per_actor: float = 0.5, gpus_per_actor: float = 0.0,
-                 batch_size: int = 512, ism_dtype: str = "float16", on_bad_rows: str = "fail",
-                 progress: bool = True) -> ScoreSummary:
-    """Score every pending shard of `input_dir` with every run's best model."""
+def score_shards(runs: list[str], input_dir, out_dir, outputs: tuple[str, ...], *, address: str = "local",
+                 actors: int = 1, cpus_per_actor: float = 0.5, gpus_per_actor: float = 0.0, batch_size: int = 512,
+                 ism_dtype: str = "float16", on_bad_rows: str = "fail", progress: bool = True) -> ScoreSummary:
+    """Score every pending shard of `input_dir` with every run's best model; see the module docstring."""
     outputs = normalize_outputs(outputs)  # every input is checked before anything is written or Ray starts
     if not runs:
         raise ValueError("--runs: name at least one run directory")
-    input_dir, out_dir = Path(input_dir).absolute(), Path(out_dir).absolute()
+    runs = [str(as_path(r)) for r in runs]
+    input_dir, out_dir = as_path(input_dir), as_path(out_dir)
     shards = _input_shards(input_dir, _check_runs(runs))
+    if len({_name(s) for s in shards}) != len(shards):
+        raise DataError(f"{input_dir}: two shards share a file name")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, {"runs": [str(Path(r).absolute()) for r in runs], "input": str(input_dir),
-                              "outputs": sorted(outputs), "ism_dtype": ism_dtype})
-    pending = {s: n for s, n in shards.items() if s not in _finished(out_dir)}
+    _check_settings(out_dir, {"runs": runs, "input": str(input_dir), "outputs": sorted(outputs),
+                              "ism_dtype": ism_dtype})
+    if not is_remote(out_dir):
+        for folder in (out_dir, out_dir / ERRORS):
+            remove_stale_temps(folder)
+    finished = _finished(out_dir)
+    pending = {s: n for s, n in shards.items() if _name(s) not in finished}
     total = sum(shards.values())
     print(f"score: {len(shards)} shards ({total:,} rows), {len(shards) - len(pending)} already done, "
           f"{len(pending)} to score", flush=True)
     started = time.time()
     per_actor: dict[str, int] = defaultdict(int)
     failed: list[str] = []
-    written = 0
+    written = rows = 0
     if pending:
-        connect(address)
+        connect(address, env_vars=storage_env())
         import ray
 
         ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # shards complete in order: bounded buffering here
         ctx.enable_progress_bars = False
-        # One read, one block per shard (left alone, read_parquet coalesces small files into one read
-        # task and a second actor gets no work); one read instead of one per shard, because every read
-        # costs Ray tasks (list files, footers) that on a small machine take the CPU from scoring.
-        ds = ray.data.read_parquet(sorted(pending), include_paths=True, override_num_blocks=len(pending), max_calls=4)
-        ds = ds.map_batches(ScorerActor, fn_constructor_kwargs={"runs": [str(r) for r in runs], "outputs": outputs,
-                                                                "ism_dtype": ism_dtype, "batch_size": batch_size},
-                            batch_size=batch_size, batch_format="pyarrow", num_cpus=cpus_per_actor,
-                            num_gpus=gpus_per_actor, compute=ray.data.ActorPoolStrategy(size=actors))
-        names = {Path(s).name: s for s in pending}
-        buffers: dict[str, list[pa.Table]] = defaultdict(list)
-        seen: dict[str, int] = defaultdict(int)
+        # One row and one block per shard: each shard is one task, so its output lands as soon as it
+        # is scored, whatever its size (Ray Data would otherwise pack small shards into one block).
+        ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
+        ds = ds.map_batches(ShardScorer, batch_size=1, batch_format="pyarrow", num_cpus=cpus_per_actor,
+                            num_gpus=gpus_per_actor, compute=ray.data.ActorPoolStrategy(size=actors),
+                            fn_constructor_kwargs={"runs": runs, "outputs": outputs, "out_dir": str(out_dir),
+                                                   "ism_dtype": ism_dtype, "batch_size": batch_size,
+                                                   "on_bad_rows": on_bad_rows})
         bar = tqdm(total=total, initial=total - sum(pending.values()), unit="row", disable=not progress,
                    desc="score", dynamic_ncols=True, smoothing=0.05)
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for actor, count in zip(*pc.value_counts(batch.column("_actor")).flatten()):
-                per_actor[actor.as_py()] += count.as_py()
-            for path in pc.unique(batch.column("path")).to_pylist():
-                part = batch.filter(pc.equal(batch.column("path"), path))
-                shard = names[Path(path).name]
-                buffers[shard].append(part)
-                seen[shard] += part.num_rows
-                bar.update(part.num_rows)
-                if seen[shard] == pending[shard]:
-                    error = _finish_shard(out_dir, shard, buffers.pop(shard), on_bad_rows)
-                    if error:
-                        failed.append(error)
-                        tqdm.write(f"tfbind: {error}")
-                    else:
-                        written += 1
+        sizes = {_name(s): n for s, n in pending.items()}
+        for record in ds.iter_rows():
+            bar.update(sizes[record["shard"]])
+            if record["error"]:
+                failed.append(record["error"])
+                tqdm.write(f"tfbind: {record['error']}")
+                continue
+            written += 1
+            rows += record["rows"]
+            per_actor[record["actor"]] += record["rows"]
         bar.close()
-    seconds = time.time() - started
-    return ScoreSummary(sum(pending.values()), written, failed, seconds, dict(per_actor))
+    if not failed:
+        _write_manifest(out_dir, shards)
+    return ScoreSummary(rows, written, failed, time.time() - started, dict(per_actor))
