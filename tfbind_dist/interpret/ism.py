@@ -6,17 +6,21 @@ against the unmutated prediction; the identity edit is not computed and its delt
 is 0. `importance` sums |delta| over bases.
 
 `ism_reference` runs every mutant through the whole model. `ism_fast` gives the
-same numbers with a fraction of the work: a substitution changes one input
-position, so each conv stage only needs its activations recomputed on a window
-(the conv's change is linear: the one-hot difference times the kernel taps,
-added to cached reference activations), and the first dense layer after the
-stem is updated by the few changed flattened features (a low-rank update).
-For models with attention the whole stem output is spliced and the head runs in
-full, since attention mixes every position.
+same numbers with a fraction of the work, on the split into stages and head that
+the model family declares (`ism_split`, see `models/splits.py`): a substitution
+changes one input position, so each conv stage only needs its activations
+recomputed on a window (the conv's change is linear: the one-hot difference times
+the kernel taps, added to cached reference activations). After a flattened stem
+the first dense layer is updated by the few changed features (a low-rank update);
+for models with attention the whole stem output is spliced and the head runs in
+full, since attention mixes every position. For global pooling (motif_pool) the
+window's change moves the means, and the global max combines the window's new
+values with the reference maxima before and after it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import sys
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
@@ -27,8 +31,8 @@ import numpy as np
 
 from tfbind_dist.data.encoding import N_CODE, one_hot
 from tfbind_dist.interpret.outputs import chunked_map, forward_fn, transform
-from tfbind_dist.models.blocks import MLPBlock, TransformerBlock, max_pool
-from tfbind_dist.models.families import ConvModel, ConvModelV2, ConvTransformerModel
+from tfbind_dist.models.blocks import max_pool
+from tfbind_dist.models.splits import ConvStage, ConvStemSplit, MotifPoolSplit
 
 MUTANTS_PER_CHUNK = 4096  # bounds peak memory of both kernels
 
@@ -103,87 +107,17 @@ def ism_reference(module: nn.Module, variables: dict[str, Any], codes, *, n_poli
 # --------------------------------------------------------------------------- fast
 
 
-@dataclass(frozen=True)
-class ConvStage:
-    """One stem stage: SAME conv (linear part) -> elementwise ops -> max-pool 2."""
-
-    kernel: jax.Array  # (k, c_in, c_out)
-    bias: jax.Array
-    post: Callable[[jax.Array], jax.Array]  # elementwise, per channel (BN/GELU in the model's order)
-
-    @property
-    def width(self) -> int:
-        return self.kernel.shape[0]
+def model_split(module: nn.Module, variables: dict[str, Any]):
+    """The split the model family declares (`ism_split`), or None when it declares none."""
+    declare = getattr(type(module), "ism_split", None)
+    split = declare(module, variables) if declare else None
+    if split is not None and max(stage.width + stage.pool for stage in _stages(split)) > PAD:
+        return None  # windows wider than the cached padding: the reference kernel is exact for any width
+    return split
 
 
-@dataclass(frozen=True)
-class Decomposition:
-    """A model split into conv stages and a head, for windowed recompute."""
-
-    stages: tuple[ConvStage, ...]
-    first_dense: tuple[jax.Array, jax.Array] | None  # (kernel (L'*C, H), bias) right after the stem, or None
-    after_first_dense: Callable[[jax.Array], jax.Array] | None  # (M, H) pre-activation -> (M,) logits
-    head: Callable[[jax.Array], jax.Array]  # (M, L', C) stem output -> (M,) logits
-
-
-def _bn(params, stats):
-    module = nn.BatchNorm(use_running_average=True)
-    return lambda x: module.apply({"params": params, "batch_stats": stats}, x)
-
-
-def _dense(p):
-    return lambda x: nn.Dense(p["kernel"].shape[1]).apply({"params": p}, x)
-
-
-def _chain(*fns):
-    def run(x):
-        for fn in fns:
-            x = fn(x)
-        return x
-
-    return run
-
-
-def decompose(module: nn.Module, variables: dict[str, Any]) -> Decomposition:
-    """Split any of the three model families into stem stages and head functions."""
-    p, s = variables["params"], variables.get("batch_stats", {})
-    gelu = nn.gelu
-    if isinstance(module, (ConvModel, ConvModelV2)):
-        if isinstance(module, ConvModel):
-            posts = (gelu, gelu)
-        else:
-            posts = (_chain(_bn(p["BatchNorm_0"], s["BatchNorm_0"]), gelu),
-                     _chain(gelu, _bn(p["BatchNorm_1"], s["BatchNorm_1"])))
-        stages = tuple(ConvStage(p[f"Conv_{i}"]["kernel"], p[f"Conv_{i}"]["bias"], posts[i]) for i in range(2))
-        after = _chain(gelu, _dense(p["Dense_1"]), gelu, _dense(p["Dense_2"]), lambda z: z[:, 0])
-        first = (p["Dense_0"]["kernel"], p["Dense_0"]["bias"])
-        head = lambda h: after(_dense(p["Dense_0"])(h.reshape(h.shape[0], -1)))  # noqa: E731
-        return Decomposition(stages, first, after, head)
-    if not isinstance(module, ConvTransformerModel):
-        raise TypeError(f"fast ISM does not know {type(module).__name__}")
-    m = module
-    stages = tuple(
-        ConvStage(p[f"ConvBlock_{i}"]["Conv_0"]["kernel"], p[f"ConvBlock_{i}"]["Conv_0"]["bias"],
-                  _chain(_bn(p[f"ConvBlock_{i}"]["BatchNorm_0"], s[f"ConvBlock_{i}"]["BatchNorm_0"]), gelu))
-        for i in range(m.num_conv_blocks)
-    )
-    mlps = [partial(MLPBlock(m.dense_units // (i + 1), m.dropout_rate).apply, {"params": p[f"MLPBlock_{i}"]},
-                    is_training=False) for i in range(m.num_mlp_blocks)]
-    final = _dense(p["Dense_0"])
-    transformers = [partial(TransformerBlock(m.num_transformer_heads, m.transformer_dense_units, m.dropout_rate).apply,
-                            {"params": p[f"TransformerBlock_{i}"]}, is_training=False)
-                    for i in range(m.num_transformer_blocks)]
-    flat_head = _chain(*mlps, final, lambda z: z[:, 0])
-    head = _chain(*transformers, lambda h: h.reshape(h.shape[0], -1), flat_head)
-    if transformers:
-        return Decomposition(stages, None, None, head)
-    if mlps:
-        first_p = p["MLPBlock_0"]["Dense_0"]
-        after = _chain(gelu, *mlps[1:], final, lambda z: z[:, 0])
-    else:
-        first_p = p["Dense_0"]
-        after = lambda z: z[:, 0]  # noqa: E731
-    return Decomposition(stages, (first_p["kernel"], first_p["bias"]), after, head)
+def _stages(split) -> tuple[ConvStage, ...]:
+    return split.stages if isinstance(split, ConvStemSplit) else (split.motif, split.pooled)
 
 
 PAD = 32  # padding (even) around cached activations so every window slice stays in bounds
@@ -194,20 +128,9 @@ def _conv_same(x, kernel, bias):
         {"params": {"kernel": kernel, "bias": bias}}, x)
 
 
-def _max_pool2(x):
-    return max_pool(x, 2)
-
-
-def _reference_caches(dec: Decomposition, x: jax.Array):
-    """Per stage: padded conv outputs (pre-activation) and padded pooled outputs; plus the stem output."""
-    convs, pooled = [], []
-    h = x
-    for stage in dec.stages:
-        c = _conv_same(h, stage.kernel, stage.bias)
-        h = _max_pool2(stage.post(c))
-        convs.append(jnp.pad(c, ((0, 0), (PAD, PAD), (0, 0))))
-        pooled.append(jnp.pad(h, ((0, 0), (PAD, PAD), (0, 0))))
-    return convs, pooled, h
+def _pad(x):
+    """Pad the length axis (-2) of (..., L, C) by PAD on both sides."""
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(PAD, PAD), (0, 0)])
 
 
 def _band_matrix(kernel: jax.Array, n_in: int) -> jax.Array:
@@ -226,70 +149,85 @@ def _band_matrix(kernel: jax.Array, n_in: int) -> jax.Array:
     return band.reshape(n_in * c_in, span * c_out)
 
 
-def _window_delta(stage: ConvStage, band, delta_in, start, conv_ref_pad, pooled_ref_pad, out_len):
-    """Propagate input changes on [start, start+n) through one stage, for A alternatives at once.
-
-    delta_in is (A, n, C_in); returns the pooled-output changes (A, n', C) on
-    [start', start'+n') (zero outside the sequence) and start'. The reference
-    windows are sliced once and shared by the A alternatives.
-    """
-    alts, n_in = delta_in.shape[:2]
-    k = stage.width
-    span = n_in + k - 1
-    delta_conv = (delta_in.reshape(alts, -1) @ band).reshape(alts, span, -1)
-    conv_start = start - (k - 1 - (k - 1) // 2)
-    aligned = (conv_start // 2) * 2
-    n_conv = 2 * ((span + 2) // 2)
-    extra = n_conv - span  # 1 or 2 slots; the change sits at offset 0 or 1 (a select, not a scatter)
-    placed = jnp.where(conv_start == aligned, jnp.pad(delta_conv, ((0, 0), (0, extra), (0, 0))),
-                       jnp.pad(delta_conv, ((0, 0), (1, extra - 1), (0, 0))))
-    conv_mut = jax.lax.dynamic_slice_in_dim(conv_ref_pad, aligned + PAD, n_conv)[None] + placed
-    pooled_mut = _max_pool2(stage.post(conv_mut))
-    pooled_start = aligned // 2
-    pooled_ref = jax.lax.dynamic_slice_in_dim(pooled_ref_pad, pooled_start + PAD, n_conv // 2)
-    positions = pooled_start + jnp.arange(n_conv // 2)
-    inside = (positions >= 0) & (positions < out_len)
-    return jnp.where(inside[None, :, None], pooled_mut - pooled_ref[None], 0.0), pooled_start
-
-
-def _window_sizes(dec: "Decomposition") -> list[int]:
-    """Input window length of each stage for a single-position change."""
+def _window_sizes(stages: tuple[ConvStage, ...]) -> list[int]:
+    """Input window length of each stage for a single-position change (its conv span, aligned to its pool)."""
     sizes, n = [], 1
-    for stage in dec.stages:
+    for stage in stages:
         sizes.append(n)
-        n = (n + stage.width + 1) // 2
+        n = _aligned_span(n + stage.width - 1, stage.pool) // stage.pool
     return sizes
 
 
-@partial(jax.jit, static_argnames=("module", "n_policy", "output", "num_alts"))
-def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
-    dec = decompose(module, variables)
-    table = jnp.asarray(one_hot(np.arange(5, dtype=np.uint8), n_policy))
+def _aligned_span(span: int, pool: int) -> int:
+    """Length of a pool-aligned window that holds `span` positions starting at any offset."""
+    return pool * -(-(span + pool - 1) // pool)
+
+
+def _conv_window(stage: ConvStage, band, delta_in, start, conv_ref_pad):
+    """Post-activation conv outputs of a stage after input changes on [start, start+n), for A alternatives.
+
+    delta_in is (A, n, C_in); returns (A, n_out, C) on [aligned, aligned + n_out), a window
+    aligned to the stage's pool that holds every changed conv output, and `aligned`. The conv
+    change is linear (`band`); the elementwise ops run on the cached reference plus it.
+    """
+    alts, n_in = delta_in.shape[:2]
+    k, pool = stage.width, stage.pool
+    span = n_in + k - 1
+    delta_conv = (delta_in.reshape(alts, -1) @ band).reshape(alts, span, -1)
+    conv_start = start - (k - 1 - (k - 1) // 2)  # SAME: input i moves outputs i - right_pad .. i + left_pad
+    aligned = (conv_start // pool) * pool
+    n_out = _aligned_span(span, pool)
+    offset = conv_start - aligned  # 0 .. pool-1: a select among static placements, not a scatter
+    placed = sum(jnp.where(offset == j, jnp.pad(delta_conv, ((0, 0), (j, n_out - span - j), (0, 0))), 0.0)
+                 for j in range(pool))
+    conv_mut = jax.lax.dynamic_slice_in_dim(conv_ref_pad, aligned + PAD, n_out)[None] + placed
+    return stage.post(conv_mut), aligned
+
+
+def _inside(start, n: int, length: int) -> jax.Array:
+    positions = start + jnp.arange(n)
+    return ((positions >= 0) & (positions < length))[None, :, None]
+
+
+def _pooled_window(stage: ConvStage, post_mut, aligned, pooled_ref_pad, out_len):
+    """Change of a stage's pooled output on its window (zero outside the sequence), and the window's start."""
+    pooled_mut = max_pool(post_mut, stage.pool)
+    start, n = aligned // stage.pool, pooled_mut.shape[1]
+    pooled_ref = jax.lax.dynamic_slice_in_dim(pooled_ref_pad, start + PAD, n)
+    return jnp.where(_inside(start, n, out_len), pooled_mut - pooled_ref[None], 0.0), start
+
+
+def _stem_kernel(split: ConvStemSplit, table, codes, num_alts, output):
+    """Fast ISM of a ConvStemSplit: windowed stem recompute, then a low-rank first-dense update."""
     length = codes.shape[1]
-    stage_lengths = [length // 2 ** (i + 1) for i in range(len(dec.stages))]
-    bands = [_band_matrix(stage.kernel, n) for stage, n in zip(dec.stages, _window_sizes(dec))]
+    stage_lengths = [length // 2 ** (i + 1) for i in range(len(split.stages))]
+    bands = [_band_matrix(stage.kernel, n) for stage, n in zip(split.stages, _window_sizes(split.stages))]
 
     def one_sequence(seq):
-        x = table[seq][None]
-        convs, pooled, stem = _reference_caches(dec, x)
-        convs = [c[0] for c in convs]
-        pooled = [q[0] for q in pooled]
-        stem_flat = stem.reshape(1, -1)
-        if dec.first_dense is not None:
-            w, b = dec.first_dense
-            h_ref = stem_flat @ w + b  # (1, H)
+        h = table[seq][None]
+        convs, pooled = [], []
+        for stage in split.stages:
+            c = _conv_same(h, stage.kernel, stage.bias)
+            h = max_pool(stage.post(c), stage.pool)
+            convs.append(_pad(c)[0])
+            pooled.append(_pad(h)[0])
+        stem = h
+        if split.first_dense is not None:
+            w, b = split.first_dense
+            h_ref = stem.reshape(1, -1) @ w + b  # (1, H)
             w_pad = jnp.pad(w.reshape(stem.shape[1], stem.shape[2], -1), ((PAD, PAD), (0, 0), (0, 0)))
-            ref_logit = dec.after_first_dense(h_ref)[0]
+            ref_logit = split.after_first_dense(h_ref)[0]
         else:
-            ref_logit = dec.head(stem)[0]
+            ref_logit = split.head(stem)[0]
         alts = alternate_codes(seq, num_alts)
 
         def one_position(position, bases):
             delta = (table[bases] - table[seq[position]])[:, None]  # (A, 1, 4)
             start = position
-            for stage, band, conv_ref, pooled_ref, out_len in zip(dec.stages, bands, convs, pooled, stage_lengths):
-                delta, start = _window_delta(stage, band, delta, start, conv_ref, pooled_ref, out_len)
-            if dec.first_dense is not None:
+            for stage, band, conv_ref, pooled_ref, out_len in zip(split.stages, bands, convs, pooled, stage_lengths):
+                post_mut, aligned = _conv_window(stage, band, delta, start, conv_ref)
+                delta, start = _pooled_window(stage, post_mut, aligned, pooled_ref, out_len)
+            if split.first_dense is not None:
                 w_win = jax.lax.dynamic_slice_in_dim(w_pad, start + PAD, delta.shape[1])
                 return jnp.einsum("aic,ich->ah", delta, w_win)
             where = jax.nn.one_hot(start + jnp.arange(delta.shape[1]), stem.shape[1], dtype=delta.dtype)
@@ -297,30 +235,114 @@ def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
 
         changes = jax.vmap(one_position)(jnp.arange(length), alts)  # (L, A, ...)
         changes = changes.reshape(length * num_alts, *changes.shape[2:])
-        if dec.first_dense is not None:
-            logits = dec.after_first_dense(h_ref + changes)
-        else:
-            logits = dec.head(changes)
+        logits = split.after_first_dense(h_ref + changes) if split.first_dense is not None else split.head(changes)
         values = transform(logits, output) - transform(ref_logit, output)
         return _scatter_deltas(alts, values.reshape(length, num_alts), seq), transform(ref_logit, output)
 
     return _over_sequences(one_sequence, codes, num_alts)
 
 
+def _motif_pool_kernel(split: MotifPoolSplit, table, codes, num_alts, output):
+    """Fast ISM of a MotifPoolSplit.
+
+    Per strand and substitution: the motif stage is recomputed on the conv window around it;
+    the composition (window mean) moves by the window's change; the pooled stage is recomputed
+    on the window its changed inputs reach; its global mean moves by the window's change and
+    its global max is the max of the window's new values and the reference max outside the
+    window (prefix and suffix maxima). The reverse-complement strand sees the mirrored
+    position with the complemented base.
+    """
+    motif, pooled = split.motif, split.pooled
+    length = codes.shape[1]
+    pooled_len = length // motif.pool
+    sizes = _window_sizes((motif, pooled))
+    band_motif, band_pooled = _band_matrix(motif.kernel, sizes[0]), _band_matrix(pooled.kernel, sizes[1])
+
+    def strand_caches(x):
+        """Reference activations of one strand (L, 4), padded for window slices, and its features."""
+        c1 = _conv_same(x[None], motif.kernel, motif.bias)[0]
+        m = motif.post(c1)
+        p = max_pool(m, motif.pool)
+        c2 = _conv_same(p[None], pooled.kernel, pooled.bias)[0]
+        y = pooled.post(c2)
+        low = jnp.full((1, y.shape[1]), -jnp.inf, y.dtype)
+        before = jnp.concatenate([low, jax.lax.cummax(y, axis=0)])  # before[j] = max(y[:j])
+        after = jnp.concatenate([jax.lax.cummax(y, axis=0, reverse=True), low])  # after[j] = max(y[j:])
+        caches = (_pad(c1), _pad(m), _pad(p), _pad(c2), _pad(y), before, after, m.sum(0), y.sum(0))
+        return caches, jnp.concatenate([m.mean(0), y.max(0), y.mean(0)])
+
+    def window_features(caches, delta, position):
+        """(A, F) head features after the A input changes `delta` (A, 1, 4) at `position`."""
+        c1_pad, m_pad, p_pad, c2_pad, y_pad, before, after, m_sum, y_sum = caches
+        m_mut, a1 = _conv_window(motif, band_motif, delta, position, c1_pad)
+        m_ref = jax.lax.dynamic_slice_in_dim(m_pad, a1 + PAD, m_mut.shape[1])[None]
+        composition = (m_sum + jnp.where(_inside(a1, m_mut.shape[1], length), m_mut - m_ref, 0.0).sum(1)) / length
+        p_delta, p_start = _pooled_window(motif, m_mut, a1, p_pad, pooled_len)
+        y_mut, a2 = _conv_window(pooled, band_pooled, p_delta, p_start, c2_pad)
+        n2 = y_mut.shape[1]
+        inside = _inside(a2, n2, pooled_len)
+        y_ref = jax.lax.dynamic_slice_in_dim(y_pad, a2 + PAD, n2)[None]
+        mean = (y_sum + jnp.where(inside, y_mut - y_ref, 0.0).sum(1)) / pooled_len
+        outside = jnp.maximum(before[jnp.clip(a2, 0, pooled_len)], after[jnp.clip(a2 + n2, 0, pooled_len)])
+        peak = jnp.maximum(jnp.where(inside, y_mut, -jnp.inf).max(1), outside[None])
+        return jnp.concatenate([composition, peak, mean], axis=-1)
+
+    def one_sequence(seq):
+        x = table[seq]
+        strands = [(strand_caches(x), lambda p: p, lambda d: d)]
+        if split.strand_average:  # reverse complement: mirrored position, complemented base
+            strands.append((strand_caches(x[::-1, ::-1]), lambda p: length - 1 - p, lambda d: d[..., ::-1]))
+        alts = alternate_codes(seq, num_alts)
+        logits, ref_logit = 0.0, 0.0
+        for (caches, ref_features), mirror, complement in strands:
+            def one_position(position, bases, caches=caches, mirror=mirror, complement=complement):
+                delta = complement((table[bases] - table[seq[position]])[:, None])  # (A, 1, 4)
+                return window_features(caches, delta, mirror(position))
+
+            features = jax.vmap(one_position)(jnp.arange(length), alts)  # (L, A, F)
+            logits = logits + split.head(features.reshape(length * num_alts, -1))
+            ref_logit = ref_logit + split.head(ref_features[None])[0]
+        logits, ref_logit = logits / len(strands), ref_logit / len(strands)
+        values = transform(logits, output) - transform(ref_logit, output)
+        return _scatter_deltas(alts, values.reshape(length, num_alts), seq), transform(ref_logit, output)
+
+    return _over_sequences(one_sequence, codes, num_alts)
+
+
+@partial(jax.jit, static_argnames=("module", "n_policy", "output", "num_alts"))
+def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
+    split = model_split(module, variables)
+    if split is None:
+        raise TypeError(f"fast ISM does not know {type(module).__name__}: it declares no ism_split")
+    table = jnp.asarray(one_hot(np.arange(5, dtype=np.uint8), n_policy))
+    kernel = _stem_kernel if isinstance(split, ConvStemSplit) else _motif_pool_kernel
+    return kernel(split, table, codes, num_alts, output)
+
+
 def ism_fast(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
              output: str = "prob") -> ISMResult:
-    """Exact ISM by windowed recompute of the conv stem and a low-rank first-dense update."""
+    """Exact ISM by windowed recompute of the stages the model family declares (`ism_split`)."""
     codes = jnp.asarray(codes)
     return _ism_fast(module, variables, codes, n_policy=n_policy, output=output, num_alts=_num_alts(codes))
 
 
-def has_fast_ism(module: nn.Module) -> bool:
-    """Whether `ism_fast` knows this model family (chapter 3's three)."""
-    return isinstance(module, (ConvModel, ConvModelV2, ConvTransformerModel))
+def has_fast_ism(module: nn.Module, variables: dict[str, Any] | None = None) -> bool:
+    """Whether `ism_fast` can run `module`: its family declares a split (checked on `variables` when given)."""
+    if variables is not None:
+        return model_split(module, variables) is not None
+    return getattr(type(module), "ism_split", None) is not None
+
+
+@functools.cache
+def _note_fallback(family: str) -> None:
+    print(f"tfbind: {family} declares no ism_split; ISM uses the reference kernel (every mutant through "
+          "the whole model)", file=sys.stderr)
 
 
 def ism(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
         output: str = "prob") -> ISMResult:
-    """Exact ISM with the fastest kernel that knows `module` (fast, else reference)."""
-    kernel = ism_fast if has_fast_ism(module) else ism_reference
-    return kernel(module, variables, codes, n_policy=n_policy, output=output)
+    """Exact ISM with the fastest kernel that knows `module` (fast, else reference, said once per family)."""
+    if has_fast_ism(module, variables):
+        return ism_fast(module, variables, codes, n_policy=n_policy, output=output)
+    _note_fallback(type(module).__name__)
+    return ism_reference(module, variables, codes, n_policy=n_policy, output=output)

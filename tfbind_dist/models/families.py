@@ -4,10 +4,21 @@ Input: (batch, L, 4) one-hot in A, C, G, T order; output: (batch, 1) logits.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, max_pool
+from tfbind_dist.models.splits import ConvStemSplit, MotifPoolSplit, batch_norm, chain, conv_stage, dense
+
+
+def _conv_dense_split(p, posts) -> ConvStemSplit:
+    """ConvModel / ConvModelV2: Conv_0, Conv_1 stages, then Dense_0 -> GELU -> Dense_1 -> GELU -> Dense_2."""
+    stages = tuple(conv_stage(p[f"Conv_{i}"], post) for i, post in enumerate(posts))
+    after = chain(nn.gelu, dense(p["Dense_1"]), nn.gelu, dense(p["Dense_2"]), lambda z: z[:, 0])
+    head = lambda h: after(dense(p["Dense_0"])(h.reshape(h.shape[0], -1)))  # noqa: E731
+    return ConvStemSplit(stages, (p["Dense_0"]["kernel"], p["Dense_0"]["bias"]), after, head)
 
 
 class ConvModel(nn.Module):
@@ -26,6 +37,10 @@ class ConvModel(nn.Module):
         x = nn.gelu(nn.Dense(self.dense_units)(x))
         x = nn.gelu(nn.Dense(self.dense_units // 2)(x))
         return nn.Dense(1)(x)
+
+    @nn.nowrap
+    def ism_split(self, variables) -> ConvStemSplit:
+        return _conv_dense_split(variables["params"], (nn.gelu, nn.gelu))
 
 
 class ConvModelV2(nn.Module):
@@ -47,6 +62,12 @@ class ConvModelV2(nn.Module):
             x = nn.gelu(nn.Dense(units)(x))
             x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
         return nn.Dense(1)(x)
+
+    @nn.nowrap
+    def ism_split(self, variables) -> ConvStemSplit:
+        p, s = variables["params"], variables["batch_stats"]
+        return _conv_dense_split(p, (chain(batch_norm(p["BatchNorm_0"], s["BatchNorm_0"]), nn.gelu),
+                                     chain(nn.gelu, batch_norm(p["BatchNorm_1"], s["BatchNorm_1"]))))
 
 
 class ConvTransformerModel(nn.Module):
@@ -74,6 +95,31 @@ class ConvTransformerModel(nn.Module):
         for i in range(self.num_mlp_blocks):
             x = MLPBlock(self.dense_units // (i + 1), self.dropout_rate)(x, is_training)
         return nn.Dense(1)(x)
+
+    @nn.nowrap
+    def ism_split(self, variables) -> ConvStemSplit:
+        """Conv blocks as stages; with attention the head runs whole (attention mixes every position)."""
+        p, s = variables["params"], variables["batch_stats"]
+        blocks = [(p[f"ConvBlock_{i}"], s[f"ConvBlock_{i}"]) for i in range(self.num_conv_blocks)]
+        stages = tuple(conv_stage(bp["Conv_0"], chain(batch_norm(bp["BatchNorm_0"], bs["BatchNorm_0"]), nn.gelu))
+                       for bp, bs in blocks)
+        mlps = [partial(MLPBlock(self.dense_units // (i + 1), self.dropout_rate).apply, {"params": p[f"MLPBlock_{i}"]},
+                        is_training=False) for i in range(self.num_mlp_blocks)]
+        final = dense(p["Dense_0"])
+        transformers = [partial(TransformerBlock(self.num_transformer_heads, self.transformer_dense_units,
+                                                 self.dropout_rate).apply,
+                                {"params": p[f"TransformerBlock_{i}"]}, is_training=False)
+                        for i in range(self.num_transformer_blocks)]
+        flat_head = chain(*mlps, final, lambda z: z[:, 0])
+        head = chain(*transformers, lambda h: h.reshape(h.shape[0], -1), flat_head)
+        if transformers:
+            return ConvStemSplit(stages, None, None, head)
+        if mlps:
+            first = p["MLPBlock_0"]["Dense_0"]
+            after = chain(nn.gelu, *mlps[1:], final, lambda z: z[:, 0])
+        else:
+            first, after = p["Dense_0"], (lambda z: z[:, 0])
+        return ConvStemSplit(stages, (first["kernel"], first["bias"]), after, head)
 
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "exp": jnp.exp}
@@ -138,3 +184,12 @@ class MotifPoolModel(nn.Module):
         if self.strand_average:
             logits = (logits + trunk(reverse_complement(x), is_training)) / 2
         return logits
+
+    @nn.nowrap
+    def ism_split(self, variables) -> MotifPoolSplit:
+        p, s = variables["params"]["_MotifPoolTrunk_0"], variables["batch_stats"]["_MotifPoolTrunk_0"]
+        bn = lambda i: batch_norm(p[f"BatchNorm_{i}"], s[f"BatchNorm_{i}"])  # noqa: E731
+        motif = conv_stage(p["Conv_0"], chain(bn(0), ACTIVATIONS[self.activation]), self.first_pool)
+        pooled = conv_stage(p["Conv_1"], chain(bn(1), nn.relu), 1)
+        head = chain(dense(p["Dense_0"]), bn(2), nn.relu, dense(p["Dense_1"]), lambda z: z[:, 0])
+        return MotifPoolSplit(motif, pooled, head, self.strand_average)
