@@ -27,16 +27,17 @@ from tqdm.auto import tqdm
 from tfbind_dist.data.io import DataError
 from tfbind_dist.data.shard import SHARD_MANIFEST, read_shard_manifest
 from tfbind_dist.ray_utils import connect
-from tfbind_dist.rundir import RunDir, RunDirError
-from tfbind_dist.scoring.scorer import PASS_THROUGH, normalize_outputs
-from tfbind_dist.storage import (as_path, atomic_output, is_remote, open_parquet, remove_stale_temps, storage_env,
+from tfbind_dist.rundir import CONFIG, RunDir, RunDirError
+from tfbind_dist.scoring.scorer import INPUT_COLUMNS, normalize_outputs
+from tfbind_dist.storage import (as_path, atomic_output, expand, is_remote, open_parquet, remove_stale_temps, storage_env,
                                  write_table_atomic, write_text_atomic)
 from tfbind_dist.train.restore import load_model
 
 SETTINGS = "_SCORE.json"
 DONE = "_done"  # one marker object per finished shard: works where objects cannot be appended to
 MANIFEST = "_MANIFEST.json"  # every finished shard, written by the driver when none is left
-ERRORS = "errors"
+ROW_GROUP_ROWS, ROW_GROUP_BYTES = 65_536, 64 << 20  # scored batches are written in row groups of about this size
+ERRORS = "errors"  # errors/_<shard>: the leading "_" keeps them out of `pyarrow.parquet.read_table(OUT)`
 
 
 def _name(path) -> str:
@@ -85,10 +86,10 @@ class ShardScorer:
             source = open_parquet(shard)
         except (OSError, pa.ArrowInvalid) as err:
             raise ShardFailed(f"shard {name}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
-        columns = [c for c in source.schema_arrow.names if c in ("id", "codes", "sequence", *PASS_THROUGH)]
+        columns = [c for c in source.schema_arrow.names if c in INPUT_COLUMNS]
         rows, bad_ids, bad_reasons = 0, [], []
         with atomic_output(self.out_dir / name) as tmp:
-            writer = None
+            writer, group = None, []
             try:
                 for batch in source.iter_batches(batch_size=self.batch_size, columns=columns):
                     batch = pa.Table.from_batches([batch])
@@ -102,12 +103,18 @@ class ShardScorer:
                     bad_reasons += [reason for _, reason in scored.errors]
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, scored.table.schema, compression="zstd")
-                    writer.write_table(scored.table)
+                    group.append(scored.table)
                     rows += scored.table.num_rows
+                    full = sum(t.num_rows for t in group) >= ROW_GROUP_ROWS
+                    if full or sum(t.nbytes for t in group) >= ROW_GROUP_BYTES:
+                        writer.write_table(pa.concat_tables(group))
+                        group = []
                 if writer is None:  # a shard without rows still gets its (empty) output
                     empty = score_table(source.schema_arrow.empty_table().select(columns), self.models,
                                         self.outputs, ism_dtype=self.ism_dtype, pad_to=self.batch_size)
                     writer = pq.ParquetWriter(tmp, empty.table.schema, compression="zstd")
+                if group:
+                    writer.write_table(pa.concat_tables(group))
             except (OSError, pa.ArrowInvalid) as err:
                 raise ShardFailed(f"shard {name}: unreadable ({str(err).splitlines()[0]})") from None
             finally:
@@ -115,7 +122,7 @@ class ShardScorer:
                     writer.close()
         if bad_ids:
             write_table_atomic(pa.table({"id": pa.array(bad_ids, pa.int64()), "error": bad_reasons}),
-                               self.out_dir / ERRORS / name)
+                               self.out_dir / ERRORS / f"_{name}")
         return rows, len(bad_ids)
 
 
@@ -166,7 +173,23 @@ def _input_shards(input_dir, length: int) -> dict[str, int]:
     return shards
 
 
-def _check_runs(runs: list[str]) -> int:
+def expand_runs(runs: list[str]) -> list[str]:
+    """--runs as absolute paths or URLs; a quoted pattern (`'gs://b/sweep/*'`) gives the run directories it matches."""
+    expanded = []
+    for run in runs:
+        if any(c in run for c in "*?["):
+            matches = [m for m in expand(run) if (as_path(m) / CONFIG).exists()]
+            if not matches:
+                raise RunDirError(f"--runs {run}: matches no run directory")
+            expanded += matches
+        else:
+            expanded.append(run)
+    if not expanded:
+        raise ValueError("--runs: name at least one run directory")
+    return [str(as_path(r)) for r in expanded]
+
+
+def check_runs(runs: list[str]) -> int:
     """Every run restorable without starting Ray (config, sequence length, a best checkpoint); their common length."""
     lengths = {}
     for run_path in runs:
@@ -215,11 +238,9 @@ def score_shards(runs: list[str], input_dir, out_dir, outputs: tuple[str, ...], 
                  ism_dtype: str = "float16", on_bad_rows: str = "fail", progress: bool = True) -> ScoreSummary:
     """Score every pending shard of `input_dir` with every run's best model; see the module docstring."""
     outputs = normalize_outputs(outputs)  # every input is checked before anything is written or Ray starts
-    if not runs:
-        raise ValueError("--runs: name at least one run directory")
-    runs = [str(as_path(r)) for r in runs]
+    runs = expand_runs(runs)
     input_dir, out_dir = as_path(input_dir), as_path(out_dir)
-    shards = _input_shards(input_dir, _check_runs(runs))
+    shards = _input_shards(input_dir, check_runs(runs))
     if len({_name(s) for s in shards}) != len(shards):
         raise DataError(f"{input_dir}: two shards share a file name")
     out_dir.mkdir(parents=True, exist_ok=True)
