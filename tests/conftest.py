@@ -40,6 +40,19 @@ def train_ctcf(synth_dir, out, steps: int, eval_every: int):
     return out
 
 
+@pytest.fixture(scope="module")
+def small_run(synth_dir, tmp_path_factory):
+    """A small, quickly scored CTCF run (fewer_conv_channels, 40 steps) for the scoring tests."""
+    from tfbind_dist import config as C
+    from tfbind_dist.train.loop import train_and_evaluate
+
+    run = tmp_path_factory.mktemp("score") / "ctcf"
+    cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "model.name":
+                                           "fewer_conv_channels", "train.steps": 40, "train.eval_every": 20})
+    train_and_evaluate(cfg, run, progress=False)
+    return run
+
+
 RAY_PORT = "6390"
 
 

@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, run_cli
-from tfbind_dist import config as C
+from conftest import REPO, SHARED_DATA, run_cli
 from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret import explain
 from tfbind_dist.rundir import RunDir
@@ -31,15 +30,6 @@ def _write_shards(out, codes, first_id=0):
                                                       [None, pa.py_buffer(chunk.tobytes())])
         ids = pa.array(np.arange(first_id + start, first_id + start + len(chunk)), pa.int64())
         write_table_atomic(pa.table({"id": ids, "codes": column}), out / f"part-{k:05d}.parquet")
-
-
-@pytest.fixture(scope="module")
-def small_run(synth_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("score") / "ctcf"
-    cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "model.name":
-                                           "fewer_conv_channels", "train.steps": 40, "train.eval_every": 20})
-    train_and_evaluate(cfg, run, progress=False)
-    return run
 
 
 def _markers(out):
@@ -109,7 +99,7 @@ def test_bad_rows_fail_their_shard_or_are_skipped(ray_cluster, small_run, tmp_pa
     assert len(written) == SHARDS - 1 and "part-00006.parquet" not in written
     run_cli(*base, "--out", str(tmp_path / "skip"), "--on-bad-rows", "skip", env_extra={"XLA_FLAGS": ""},
             check=True, timeout=600)
-    assert pq.read_table(tmp_path / "skip" / "errors" / "part-00006.parquet").column("id").to_pylist() == [250]
+    assert pq.read_table(tmp_path / "skip" / "errors" / "_part-00006.parquet").column("id").to_pylist() == [250]
     total = sum(pq.read_table(p).num_rows for p in (tmp_path / "skip").glob("part-*.parquet"))
     assert total == 399
     assert json.loads((tmp_path / "skip" / "_done" / "part-00006.parquet.json").read_text())["bad_rows"] == 1
@@ -184,7 +174,10 @@ def test_driver_memory_does_not_grow_with_rows_or_output_width(ray_cluster, smal
 
 @pytest.mark.slow
 def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket, ray_cluster, small_run, tmp_path):
-    """Two-node cluster, everything on the GCS emulator: each id scored once, exact values, a killed driver resumes."""
+    """Two-node cluster, everything on the GCS emulator: each id scored once, exact values, a killed driver resumes.
+
+    `--runs gs://.../*` matches the run directories (not the shard and score folders beside them).
+    """
     import uuid
 
     from tfbind_dist.storage import as_path, open_parquet
@@ -199,7 +192,7 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
     fasta.write_text(">chrT test\n" + "\n".join(genome[i:i + 80] for i in range(0, len(genome), 80)) + "\n")
     run_cli("data", "shard", fasta, "--out", f"{root}/shards", "--rows-per-shard", "100", "--quiet", check=True)
     out = f"{root}/scores"
-    args = ["score", "--runs", run, "--input", f"{root}/shards", "--out", out, "--outputs", "prob,ism_summary",
+    args = ["score", "--runs", f"{root}/*", "--input", f"{root}/shards", "--out", out, "--outputs", "prob,ism_summary",
             "--actors", "2", "--batch-size", "50", "--address", ray_cluster, "--quiet"]
     done = _kill_after(args, as_path(out), 2, 12)
     rerun = run_cli(*args, check=True, timeout=900)
@@ -217,6 +210,31 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
     importance = np.array(scores.column("CTCF_ism_importance").to_pylist(), np.float32)[order]
     np.testing.assert_allclose(importance, np.abs(direct["ism"]).sum(-1), rtol=2e-3, atol=1e-3)  # float16 column
     assert scores.column("start").to_numpy()[order].tolist() == list(range(0, 240_000, 200))
+
+
+@pytest.mark.slow
+def test_a_slice_of_the_ecoli_genome_is_sharded_and_scored_end_to_end(ray_cluster, small_run, tmp_path):
+    """The first 60 kb of the real E. coli K-12 genome: tiled, scored, and equal to in-process predictions."""
+    import gzip
+
+    with gzip.open(SHARED_DATA / "ecoli_genome" / "MG1655-K12.fasta.gz", "rt") as genome:
+        lines = [next(genome) for _ in range(1001)]  # the header and 1,000 lines of 60 bp
+    fasta = tmp_path / "ecoli_60kb.fa"
+    fasta.write_text("".join(lines))
+    sequence = "".join(line.strip() for line in lines[1:])
+    run_cli("data", "shard", fasta, "--out", tmp_path / "shards", "--rows-per-shard", "100", "--quiet", check=True)
+    run_cli("score", "--runs", small_run, "--input", tmp_path / "shards", "--out", tmp_path / "scores", "--outputs",
+            "prob,ism_summary", "--batch-size", "64", "--address", ray_cluster, "--quiet", env_extra={"XLA_FLAGS": ""},
+            check=True, timeout=900)
+    scores = pa.concat_tables([pq.read_table(p) for p in sorted((tmp_path / "scores").glob("part-*.parquet"))])
+    assert scores.num_rows == 300 and set(scores.column("chrom").to_pylist()) == {"K-12-MG1655"}
+    assert scores.column("start").to_pylist() == list(range(0, 60_000, 200))
+    codes = np.frombuffer(sequence.translate(str.maketrans("ACGT", "\0\1\2\3")).encode(), np.uint8)
+    model = load_model(small_run)
+    direct = explain(model.module, model.variables, codes.reshape(300, 200), [])
+    np.testing.assert_allclose(scores.column("CTCF_prob").to_numpy(), direct["prediction"], atol=1e-5)
+    manifest = json.loads((tmp_path / "scores" / "_MANIFEST.json").read_text())
+    assert (manifest["rows"], len(manifest["shards"])) == (300, 3)
 
 
 def test_a_shard_of_only_bad_rows_is_reported_not_crashed(small_run, tmp_path):
@@ -239,6 +257,6 @@ def test_a_shard_of_only_bad_rows_is_reported_not_crashed(small_run, tmp_path):
     assert (record["rows"], record["bad_rows"], record["error"]) == (0, 3, None)
     output = pq.read_table(tmp_path / "skip" / "part-00000.parquet")
     assert output.num_rows == 0 and {"id", "CTCF_prob", "CTCF_ism_importance"} <= set(output.column_names)
-    assert pq.read_table(tmp_path / "skip" / "errors" / "part-00000.parquet").column("id").to_pylist() == [5, 6, 7]
+    assert pq.read_table(tmp_path / "skip" / "errors" / "_part-00000.parquet").column("id").to_pylist() == [5, 6, 7]
     assert (tmp_path / "skip" / "_done" / "part-00000.parquet.json").exists()
     assert load_models([small_run])[0].key == "CTCF"

@@ -56,3 +56,46 @@ def test_sweep_writes_run_directories_to_gcs(gcs_bucket, ray_cluster, tmp_path):
     assert "2 already finished, 0 to run" in again.stdout
     report = run_cli("report", out, check=True)
     assert "CTCF" in report.stdout
+
+
+def test_atomic_output_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from tfbind_dist.storage import atomic_output
+
+    target = tmp_path / "out" / "part-00000.parquet"
+    with atomic_output(target) as tmp:
+        assert tmp.parent == target.parent and not target.exists()
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"whole" and sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_stale_temps_of_dead_writers_on_this_host_are_removed_and_others_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tfbind_dist.storage import _writer_id, remove_stale_temps
+
+    host = _writer_id().rpartition("-")[0]
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    files = {"dead": f".part-00001.parquet.{host}-{dead}.x1.tmp", "live": f".part-00002.parquet.{host}-{os.getpid()}.x2.tmp",
+             "other_host": f".part-00003.parquet.elsewhere-{dead}.x3.tmp", "not_a_temp": "part-00004.parquet"}
+    for name in files.values():
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in files.items() if k != "dead")
+    assert remove_stale_temps("gs://bucket/folder") == 0  # object storage has no temp files
+
+
+def test_expand_matches_local_patterns_and_keeps_plain_paths(tmp_path):
+    from tfbind_dist.storage import expand
+
+    for name in ("a-run", "b-run", "notes.txt"):
+        (tmp_path / name).mkdir()
+    assert expand(str(tmp_path / "*-run")) == [str(tmp_path / "a-run"), str(tmp_path / "b-run")]
+    assert expand("gs://bucket/exact") == ["gs://bucket/exact"]

@@ -279,6 +279,11 @@ def cmd_score(args) -> int:
                            cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                            batch_size=args.batch_size, ism_dtype=args.ism_dtype, on_bad_rows=args.on_bad_rows,
                            progress=not args.quiet)
+    return _print_score_summary(summary)
+
+
+def _print_score_summary(summary) -> int:
+    """The final line of a scoring run (rows/s overall and per actor), failed shards on stderr; the exit status."""
     rate = summary.rows / summary.seconds if summary.seconds else 0.0
     actors = ", ".join(f"{name} {rows / summary.seconds:,.0f} rows/s" for name, rows in sorted(summary.per_actor.items()))
     print(f"scored {summary.rows:,} rows into {summary.shards_written} shards in {summary.seconds:.1f} s "
@@ -286,6 +291,20 @@ def cmd_score(args) -> int:
     for message in summary.shards_failed:
         print(f"tfbind: error: {message}", file=sys.stderr)
     return 1 if summary.shards_failed else 0
+
+
+def cmd_variants(args) -> int:
+    from tfbind_dist.scoring.variants import score_variants
+
+    errors, summary = score_variants(args.vcf, args.fasta, args.runs, args.out, attribution=args.attribution,
+                                     address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                                     gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size,
+                                     rows_per_shard=args.rows_per_shard, on_mismatch=args.on_mismatch,
+                                     chrom_map=args.chrom_map, progress=not args.quiet)
+    status = _print_score_summary(summary)
+    print(f"variants: scores in {args.out} (pyarrow.parquet.read_table reads them as one table); "
+          f"{errors:,} variants not scorable, with reasons in {args.out}/errors/_input.parquet")
+    return status
 
 
 def cmd_report(args) -> int:
@@ -413,9 +432,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ism-dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--on-bad-rows", choices=["fail", "skip"], default="fail",
                    help="fail: a shard with a bad row is not written (others are); skip: write bad rows to "
-                        "OUT_DIR/errors/ and score the rest")
+                        "OUT_DIR/errors/_<shard>.parquet and score the rest")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("variants", help="variant effects: a VCF and a reference genome, scored by one or more runs",
+                       description="For every ALT allele of VCF: the window of the models' length centred on the "
+                                   "variant, from the indexed FASTA (index built when missing), ref and alt "
+                                   "probability and logit per run, and their differences (alt - ref). Indels keep "
+                                   "the window's start: the ALT allele replaces the REF bases and the right flank "
+                                   "shifts. Runs on the scoring service (the same actors, resume and gs:// support "
+                                   "as `tfbind score`); OUT reads as one Parquet dataset, and variants that cannot "
+                                   "be scored are listed with a reason in OUT/errors/_input.parquet.")
+    p.add_argument("--vcf", required=True, help="VCF (.vcf, .vcf.gz or bgzip)")
+    p.add_argument("--fasta", required=True, help="reference genome FASTA (plain, bgzip, or gzip: decompressed "
+                                                   "once into the data cache to be indexed)")
+    p.add_argument("--runs", nargs="+", required=True, help="run directories or URLs (column prefix: each run's TF)")
+    p.add_argument("--out", required=True, help="output directory or URL")
+    p.add_argument("--attribution", choices=["none", "ism_center", "grad"], default="none",
+                   help="also: the change of probability for each base at the variant (ism_center: 4 more "
+                        "forward passes), or the corrected input gradient there (grad)")
+    p.add_argument("--on-mismatch", choices=["error", "fail"], default="error",
+                   help="a REF that differs from the FASTA: report the variant in the errors file (error) or stop")
+    p.add_argument("--chrom-map", choices=["none", "auto"], default="none",
+                   help="auto: match 'chr1' and '1' by adding or dropping the 'chr' prefix")
+    p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
+    p.add_argument("--actors", type=int, default=1)
+    p.add_argument("--cpus-per-actor", type=float, default=0.5)
+    p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--rows-per-shard", type=int, default=100_000, help="alleles per shard (the unit of resume)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_variants)
 
     p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
     p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")

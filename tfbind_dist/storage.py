@@ -102,10 +102,9 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
     and pid are in the name, so only this host's files are judged, and those of live writers
     are never touched (on a disk shared by several hosts, each host cleans its own).
     """
-    removed = 0
-    folder = Path(folder)
-    if is_remote(folder) or not folder.is_dir():
+    if is_remote(folder) or not Path(folder).is_dir():
         return 0
+    removed, folder = 0, Path(folder)
     host = _writer_id().rpartition("-")[0]
     for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
         writer_host, _, pid = tmp.name.split(".")[-3].rpartition("-")  # .NAME.<host>-<pid>.<random>.tmp
@@ -129,6 +128,24 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def expand(pattern: str) -> list[str]:
+    """The paths or URLs a glob pattern matches, sorted (a pattern without *, ? or [ is returned as is).
+
+    For object-store URLs, which no shell expands (`'gs://bucket/runs/*'`).
+    """
+    if not any(c in pattern for c in "*?["):
+        return [pattern]
+    if is_remote(pattern):
+        import fsspec
+
+        filesystem, _ = fsspec.core.url_to_fs(pattern)
+        protocol = pattern.split("://", 1)[0]
+        return sorted(f"{protocol}://{p}" for p in filesystem.glob(pattern))
+    import glob
+
+    return sorted(glob.glob(pattern))
 
 
 def write_table_atomic(table, path: str | os.PathLike) -> None:

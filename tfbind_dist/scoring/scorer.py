@@ -14,14 +14,19 @@ import pyarrow as pa
 
 from tfbind_dist.data.batching import pad_rows
 from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
+from tfbind_dist.data.errors import DataError
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
 from tfbind_dist.train.restore import Model, load_model
 
-OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
+WINDOW_OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
+VARIANT_OUTPUTS = ("variant_effect", "ism_center", "grad_center")  # need variant shards (`tfbind variants`)
+OUTPUTS = WINDOW_OUTPUTS + VARIANT_OUTPUTS
 BASES = np.array(list("ACGT"))
 PASS_THROUGH = ("chrom", "start", "end", "name")
+VARIANT_COLUMNS = ("alt_codes", "chrom", "pos", "vcf_id", "ref", "alt", "off_end")
+INPUT_COLUMNS = ("id", "codes", "sequence", *PASS_THROUGH, *VARIANT_COLUMNS)  # what a scorer reads from a shard
 
 
 class Scored(NamedTuple):
@@ -109,18 +114,25 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
     outputs = normalize_outputs(outputs)
     length = models[0].model.length
     codes, errors = _codes_of(table, length)
+    variant = any(o in VARIANT_OUTPUTS for o in outputs)
+    if variant:
+        if "alt_codes" not in table.column_names:
+            raise DataError(f"outputs {', '.join(VARIANT_OUTPUTS)} need variant shards (made by `tfbind variants`)")
+        alt_codes, alt_errors = _codes_of(table.select(["alt_codes"]).rename_columns(["codes"]), length)
+        errors = sorted(dict([(i, f"ALT window: {r}") for i, r in alt_errors] + errors).items())
     good = np.ones(table.num_rows, bool)
     good[[i for i, _ in errors]] = False
     codes = codes[good]
     n = len(codes)
     codes = pad_rows(codes, pad_to or n)  # fixed batch shapes: one compilation per kernel
-    columns: dict[str, pa.Array] = {"id": table.column("id").filter(pa.array(good))}
-    for name in PASS_THROUGH:
-        if name in table.column_names:
-            columns[name] = table.column(name).filter(pa.array(good))
+    if variant:
+        alt_codes = pad_rows(alt_codes[good], pad_to or n)
+    columns = _identity_columns(table, pa.array(good))
     dtype = np.float16 if ism_dtype == "float16" else np.float32
     for key, model in models:
         module, variables, kwargs = model.module, model.variables, {"n_policy": model.n_policy}
+        if variant:
+            columns.update(_variant_columns(key, model, codes, alt_codes, n, outputs))
         if "prob" in outputs or "logit" in outputs:
             logit = np.asarray(predict(module, variables, codes, output="logit", **kwargs))[:n]
             if "prob" in outputs:
@@ -140,6 +152,51 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
             if "ism_summary" in outputs:
                 columns.update(_ism_summary(key, delta))
     return Scored(pa.table(columns), errors)
+
+
+def _identity_columns(table: pa.Table, keep: pa.Array) -> dict[str, pa.Array]:
+    """The kept rows' identifying columns: `id` and carried columns, or for variant shards `variant`
+    (the shard row number), `chrom`, `pos`, `id` (the VCF's ID), `ref`, `alt`, `off_end`."""
+    if "vcf_id" in table.column_names:
+        pairs = [("variant", "id"), ("chrom", "chrom"), ("pos", "pos"), ("id", "vcf_id"), ("ref", "ref"),
+                 ("alt", "alt"), ("off_end", "off_end")]
+    else:
+        pairs = [("id", "id")] + [(c, c) for c in PASS_THROUGH if c in table.column_names]
+    return {name: table.column(source).filter(keep) for name, source in pairs}
+
+
+def _variant_columns(key: str, model: Model, ref: np.ndarray, alt: np.ndarray, n: int,
+                     outputs: tuple[str, ...]) -> dict[str, pa.Array]:
+    """Per model: ref/alt probability and logit and their differences (alt - ref), and optional
+    attribution at the variant (the window's centre base): `ism_center`, the change of probability
+    for each base there (0 for the reference base), or `grad_center`, the corrected input gradient
+    of the logit there."""
+    from tfbind_dist.data.variants import variant_centre
+
+    module, variables, kwargs = model.module, model.variables, {"n_policy": model.n_policy}
+    logits = {side: np.asarray(predict(module, variables, c, output="logit", **kwargs))[:n].astype(np.float64)
+              for side, c in (("ref", ref), ("alt", alt))}
+    probs = {side: 1 / (1 + np.exp(-z)) for side, z in logits.items()}
+    columns = {}
+    if "variant_effect" in outputs:
+        for side in ("ref", "alt"):
+            columns[f"{key}_{side}_prob"] = pa.array(probs[side].astype(np.float32))
+            columns[f"{key}_{side}_logit"] = pa.array(logits[side].astype(np.float32))
+        columns[f"{key}_delta_prob"] = pa.array((probs["alt"] - probs["ref"]).astype(np.float32))
+        columns[f"{key}_delta_logit"] = pa.array((logits["alt"] - logits["ref"]).astype(np.float32))
+    centre = variant_centre(ref.shape[1])
+    if "ism_center" in outputs:
+        changes = np.zeros((n, 4), np.float32)
+        for base in range(4):
+            mutant = ref.copy()
+            mutant[:, centre] = base
+            prob = np.asarray(predict(module, variables, mutant, output="prob", **kwargs))[:n]
+            changes[:, base] = np.where(ref[:n, centre] == base, 0.0, prob - probs["ref"])
+        columns[f"{key}_ism_center"] = _fixed_list(changes, np.float32)
+    if "grad_center" in outputs:
+        grad = np.asarray(gradients.input_gradients(module, variables, ref, **kwargs))[:n, centre]
+        columns[f"{key}_grad_center"] = _fixed_list(gradients.correct_gradients(grad), np.float32)
+    return columns
 
 
 def _ism_summary(key: str, delta: np.ndarray) -> dict[str, pa.Array]:
