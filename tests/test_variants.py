@@ -149,3 +149,11 @@ def test_variants_on_the_scoring_service_every_variant_once_equal_to_ism_and_res
     np.testing.assert_allclose(snvs.CTCF_delta_prob, expected, atol=1e-5)
     np.testing.assert_allclose(np.stack(snvs.CTCF_ism_center), ism, atol=1e-5)
     np.testing.assert_allclose(snvs.CTCF_ref_prob + snvs.CTCF_delta_prob, snvs.CTCF_alt_prob, atol=1e-6)
+
+
+def test_a_malformed_vcf_record_is_one_error_naming_the_file_and_the_last_good_record(genome, tmp_path):
+    vcf = _write_vcf(tmp_path / "bad.vcf", [(CHROM, 1000, "ok", genome[999], _other(genome[999])),
+                                            (CHROM, "notanumber", "bad", "A", "C")], {CHROM: len(genome)})
+    with pytest.raises(DataError, match=f"bad.vcf: malformed record after {CHROM}:1000"):
+        shard_variants(vcf, GENOME, tmp_path / "shards", window=L, rows_per_shard=1)
+    assert not list((tmp_path / "shards").glob("part-*.parquet"))

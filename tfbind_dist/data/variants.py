@@ -151,6 +151,20 @@ def _alleles(record) -> list[tuple[str | None, str | None]]:
     return out
 
 
+def _records(reader, vcf: Path):
+    """The VCF's records; a malformed one is a DataError naming the file and the last good record."""
+    last = "its header"
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as err:
+            raise DataError(f"--vcf {vcf}: malformed record after {last} ({err})") from None
+        last = f"{record.chrom}:{record.pos}"
+        yield record
+
+
 class _Buffers:
     """Rows and error rows collected until a shard is full."""
 
@@ -215,7 +229,7 @@ def shard_variants(vcf: str | Path, fasta: str | Path, out_dir, *, window: int, 
     centre = variant_centre(window)
     bar = tqdm(unit="variant", desc="variants", disable=not progress, dynamic_ncols=True)
     try:
-        for record in reader:
+        for record in _records(reader, vcf):
             bar.update(1)
             if record.chrom not in mapping:
                 mapping.update(chrom_mapping([record.chrom], list(lengths), chrom_map))
