@@ -2,11 +2,14 @@
 against the bare in-process forward pass of the same model, in the same run.
 
 Run: .venv/bin/python benchmarks/bench_scoring.py [--rows 1000000 --short-rows 200000] [--ism-rows 4000]
+                                                  [--width-rows 20000]
 
 Prints rows/s for predictions (1 and 2 actors; a long and a short run, whose time difference gives
 the marginal, start-up-free rate), gradients and ISM with summaries (2 actors), the fraction of bare
 forward throughput the service keeps, the peak private memory (USS of the driver + every Ray process, sampled every
 0.2 s) of the short and the long run, and the projected hours for the 15 M windows of a tiled genome.
+Then the driver's own peak RSS for full `--outputs ism` maps (1,600 B per row) over --width-rows rows
+and a tenth of them: the driver never holds scores, so the two peaks should match.
 """
 from __future__ import annotations
 
@@ -44,14 +47,16 @@ def write_shards(out: Path, rows: int, per_shard: int) -> None:
 
 
 class PeakMemory:
-    """Peak summed private memory (USS) of `tfbind score` and every Ray process on this machine.
+    """Peak summed private memory (USS) of a `tfbind` driver and every Ray process on this machine.
 
     USS leaves out shared pages, above all Ray's object store, which RSS would count once per
     process that touched it; the store's own size is bounded by its configured capacity.
     """
 
-    def __init__(self):
+    def __init__(self, driver: str = "tfbind_dist.cli score"):
+        self.driver = driver  # the driver's command line holds this
         self.peak = 0
+        self.driver_peak = 0  # RSS of the driver process alone
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,9 +65,11 @@ class PeakMemory:
             total = 0
             for proc in psutil.process_iter(["cmdline"]):
                 cmd = " ".join(proc.info["cmdline"] or [])
-                if "tfbind_dist.cli score" in cmd or "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd:
+                if self.driver in cmd or "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd:
                     try:
                         total += proc.memory_full_info().uss
+                        if self.driver in cmd:
+                            self.driver_peak = max(self.driver_peak, proc.memory_info().rss)
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         pass
             self.peak = max(self.peak, total)
@@ -77,8 +84,11 @@ class PeakMemory:
         self._thread.join()
 
 
-def score(run, shards, out, outputs, actors, batch_size):
-    """Run `tfbind score` as a user would; returns (seconds, peak bytes, summary line)."""
+def score(run, shards, out, outputs, actors, batch_size, driver_only=False):
+    """Run `tfbind score` as a user would; returns (seconds, peak bytes, summary line).
+
+    The peak is of every process (USS), or of the driver alone (RSS) with `driver_only`.
+    """
     cmd = [sys.executable, "-m", "tfbind_dist.cli", "score", "--runs", str(run), "--input", str(shards), "--out",
            str(out), "--outputs", outputs, "--actors", str(actors), "--quiet", "--batch-size", str(batch_size)]
     with PeakMemory() as memory:
@@ -88,7 +98,7 @@ def score(run, shards, out, outputs, actors, batch_size):
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
     line = [x for x in proc.stdout.splitlines() if x.startswith("scored")][-1]
-    return seconds, memory.peak, line
+    return seconds, memory.driver_peak if driver_only else memory.peak, line
 
 
 def main():
@@ -96,6 +106,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the long prediction run")
     parser.add_argument("--short-rows", type=int, default=200_000, help="rows of the short prediction run")
     parser.add_argument("--ism-rows", type=int, default=4_000)
+    parser.add_argument("--width-rows", type=int, default=20_000, help="rows of the full-ISM driver-memory run")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--run", help="a trained run directory (default: train conv_v2 on synthetic CTCF briefly)")
     args = parser.parse_args()
@@ -129,6 +140,12 @@ def main():
             seconds, peak, line = score(run, tmp / "small", tmp / f"out-{outputs}", outputs, 2, args.batch_size)
             print(line, flush=True)
             table.append((label, 2, args.ism_rows / seconds, None, None, peak))
+        drivers = {}
+        for rows in (args.width_rows // 10, args.width_rows):
+            write_shards(tmp / f"width-{rows}", rows, 10_000)
+            seconds, drivers[rows], line = score(run, tmp / f"width-{rows}", tmp / f"out-width-{rows}", "ism", 1,
+                                                 256, driver_only=True)
+            print(line, flush=True)
     print(f"\nbare in-process forward (batch 1024): {bare:,.0f} rows/s")
     print(f"{'outputs':18s} {'actors':>6s} {'rows/s':>9s} {'marginal':>9s} {'marg÷bare':>9s} {'peak GB short/long':>19s} "
           f"{'genome h':>8s}")
@@ -137,6 +154,9 @@ def main():
         peaks = f"{peak_short / 1e9:.2f} / {peak_long / 1e9:.2f}" if peak_short else f"{peak_long / 1e9:.2f}"
         print(f"{label:18s} {actors:6d} {rate:9,.0f} {marginal or 0:9,.0f} {ratio} {peaks:>19s} "
               f"{GENOME_WINDOWS / (marginal or rate) / 3600:8.2f}")
+    small, large = sorted(drivers)
+    print(f"driver peak RSS, --outputs ism (1,600 B/row): {small:,} rows {drivers[small] / 1e6:.0f} MB, "
+          f"{large:,} rows {drivers[large] / 1e6:.0f} MB (ratio {drivers[large] / drivers[small]:.2f})")
     print(f"rows/s: whole `tfbind score` runs of {args.rows:,} rows (prob) or {args.ism_rows:,} (grad, ISM), Ray start, "
           f"model load and compilation included; marginal = ({args.rows:,} - {args.short_rows:,}) rows / the difference "
           "of the two runs' times (start-up cancels); genome = 15 M windows at the marginal rate (else the whole-run rate)")

@@ -1,9 +1,10 @@
-"""Run tangermeme's saturation_mutagenesis on a PyTorch copy of conv_v2 (executed in its own venv).
+"""Run tangermeme's saturation_mutagenesis on a PyTorch copy of conv_v2 or motif_pool (in its own venv).
 
-Usage (called by bench_ism.py): python tangermeme_side.py WEIGHTS.npz SEQS.npy OUT.npz
-Loads flax conv_v2 weights, builds the same network in PyTorch (SAME padding, tanh GELU,
-inference BatchNorm, position-major flatten), checks nothing itself, and writes the
-PyTorch predictions, the ISM output and the seconds ISM took.
+Usage (called by bench_ism.py): python tangermeme_side.py MODEL WEIGHTS.npz SEQS.npy OUT.npz
+Loads the flax weights (keys: the parameter path joined by dots), builds the same network in
+PyTorch (SAME padding, tanh GELU, inference BatchNorm, position-major flatten; motif_pool with
+its composition/max/mean pooling and reverse-complement averaging), checks nothing itself,
+and writes the PyTorch predictions, the ISM output and the seconds ISM took.
 """
 import sys
 import time
@@ -27,10 +28,7 @@ class ConvV2(torch.nn.Module):
                 conv.weight.copy_(torch.tensor(w[f"Conv_{i}.kernel"]).permute(2, 1, 0))
                 conv.bias.copy_(torch.tensor(w[f"Conv_{i}.bias"]))
             for i, bn in enumerate((self.bn0, self.bn1)):
-                bn.weight.copy_(torch.tensor(w[f"BatchNorm_{i}.scale"]))
-                bn.bias.copy_(torch.tensor(w[f"BatchNorm_{i}.bias"]))
-                bn.running_mean.copy_(torch.tensor(w[f"BatchNorm_{i}.mean"]))
-                bn.running_var.copy_(torch.tensor(w[f"BatchNorm_{i}.var"]))
+                _copy_bn(bn, w, f"BatchNorm_{i}")
             for i, dense in enumerate((self.dense0, self.dense1, self.dense2)):
                 dense.weight.copy_(torch.tensor(w[f"Dense_{i}.kernel"]).T)
                 dense.bias.copy_(torch.tensor(w[f"Dense_{i}.bias"]))
@@ -45,10 +43,50 @@ class ConvV2(torch.nn.Module):
         return self.dense2(x)
 
 
+def _copy_bn(bn, w, prefix):
+    bn.weight.copy_(torch.tensor(w[f"{prefix}.scale"]))
+    bn.bias.copy_(torch.tensor(w[f"{prefix}.bias"]))
+    bn.running_mean.copy_(torch.tensor(w[f"{prefix}.mean"]))
+    bn.running_var.copy_(torch.tensor(w[f"{prefix}.var"]))
+
+
+class MotifPool(torch.nn.Module):
+    """motif_pool with its defaults: conv 11 -> BN -> ReLU (mean; max-pool 4) -> conv 7 -> BN -> ReLU (max, mean)."""
+
+    def __init__(self, w):
+        super().__init__()
+        t = "_MotifPoolTrunk_0"
+        self.conv0 = torch.nn.Conv1d(4, 128, 11, padding="same")
+        self.conv1 = torch.nn.Conv1d(128, 128, 7, padding="same")
+        self.bn0, self.bn1, self.bn2 = (torch.nn.BatchNorm1d(128, eps=1e-5) for _ in range(3))
+        self.dense0, self.dense1 = torch.nn.Linear(384, 128), torch.nn.Linear(128, 1)
+        with torch.no_grad():
+            for i, conv in enumerate((self.conv0, self.conv1)):
+                conv.weight.copy_(torch.tensor(w[f"{t}.Conv_{i}.kernel"]).permute(2, 1, 0))
+                conv.bias.copy_(torch.tensor(w[f"{t}.Conv_{i}.bias"]))
+            for i, bn in enumerate((self.bn0, self.bn1, self.bn2)):
+                _copy_bn(bn, w, f"{t}.BatchNorm_{i}")
+            for i, dense in enumerate((self.dense0, self.dense1)):
+                dense.weight.copy_(torch.tensor(w[f"{t}.Dense_{i}.kernel"]).T)
+                dense.bias.copy_(torch.tensor(w[f"{t}.Dense_{i}.bias"]))
+
+    def trunk(self, x):  # x: (N, 4, L)
+        motifs = torch.relu(self.bn0(self.conv0(x)))
+        y = torch.relu(self.bn1(self.conv1(torch.nn.functional.max_pool1d(motifs, 4))))
+        features = torch.cat([motifs.mean(-1), y.amax(-1), y.mean(-1)], dim=1)
+        return self.dense1(torch.relu(self.bn2(self.dense0(features))))
+
+    def forward(self, x):
+        return (self.trunk(x) + self.trunk(x.flip(1, 2))) / 2  # the reverse complement: flip bases and length
+
+
+MODELS = {"conv_v2": ConvV2, "motif_pool": MotifPool}
+
+
 def main():
-    weights, seqs, out = sys.argv[1:4]
+    name, weights, seqs, out = sys.argv[1:5]
     torch.set_num_threads(torch.get_num_threads())
-    model = ConvV2(dict(np.load(weights))).eval()
+    model = MODELS[name](dict(np.load(weights))).eval()
     x = torch.tensor(np.load(seqs), dtype=torch.float32).permute(0, 2, 1).contiguous()
     with torch.no_grad():
         logits = model(x)[:, 0].numpy()  # on the CPU, before moving to the device
