@@ -116,7 +116,7 @@ class ShardScorer:
                 if group:
                     writer.write_table(pa.concat_tables(group))
             except (OSError, pa.ArrowInvalid) as err:
-                raise ShardFailed(f"shard {name}: unreadable ({str(err).splitlines()[0]})") from None
+                raise ShardFailed(f"shard {name}: {str(err).splitlines()[0]} (shard not written)") from None
             finally:
                 if writer is not None:
                     writer.close()
