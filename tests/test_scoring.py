@@ -200,7 +200,11 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
     assert len(done) <= already < 12 and f"scored {(12 - already) * 100:,} rows" in rerun.stdout
 
     parts = sorted(p for p in as_path(out).iterdir() if p.name.startswith("part-"))
-    scores = pa.concat_tables([open_parquet(p).read() for p in parts])
+    def read(path):
+        with open_parquet(path) as source:
+            return source.read()
+
+    scores = pa.concat_tables([read(p) for p in parts])
     assert len(parts) == 12 and sorted(scores.column("id").to_pylist()) == list(range(1200))  # each id exactly once
     model = restore(run)
     codes = np.frombuffer(genome.translate(str.maketrans("ACGT", "\0\1\2\3")).encode(), np.uint8).reshape(1200, 200)

@@ -156,13 +156,14 @@ def write_table_atomic(table, path: str | os.PathLike) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
+@contextlib.contextmanager
 def open_parquet(path: str | os.PathLike):
-    """A `pyarrow.parquet.ParquetFile` on local disk or object storage (through fsspec, so emulators apply)."""
+    """A `pyarrow.parquet.ParquetFile` on local disk or object storage (through fsspec, so emulators apply),
+    closed with its file handle when the block ends."""
     import pyarrow.parquet as pq
 
-    if not is_remote(path):
-        return pq.ParquetFile(path)
-    return pq.ParquetFile(as_path(path).open("rb"))
+    with (as_path(path).open("rb") if is_remote(path) else open(path, "rb")) as handle:
+        yield pq.ParquetFile(handle)
 
 
 def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
@@ -185,7 +186,8 @@ def read_parquet(path: str | os.PathLike):
     (Passing a gs:// URL to pandas would pick pyarrow's own GCS client, which
     ignores the fsspec configuration and emulators.)
     """
-    return open_parquet(path).read().to_pandas()
+    with open_parquet(path) as source:
+        return source.read().to_pandas()
 
 
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:

@@ -47,6 +47,12 @@ class ShardSummary:
     out_dir: AnyPath
 
 
+def codes_column(codes: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """(N, L) uint8 base codes as a fixed_size_binary[L] column (one byte per base), without a copy."""
+    codes = np.ascontiguousarray(codes)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(codes.shape[1]), len(codes), [None, pa.py_buffer(codes)])
+
+
 class _ShardWriter:
     """Collect encoded windows in a fixed (rows_per_shard, window) buffer and flush full shards."""
 
@@ -84,8 +90,7 @@ class _ShardWriter:
         except pa.ArrowInvalid as err:
             raise DataError(f"input columns differ between files or batches ({str(err).splitlines()[0]})") from None
         ids = pa.array(np.arange(self.rows, self.rows + n, dtype=np.int64))
-        codes = pa.FixedSizeBinaryArray.from_buffers(pa.binary(self.window), n,
-                                                     [None, pa.py_buffer(self.buffer[:n])])
+        codes = codes_column(self.buffer[:n])
         table = pa.table([ids, codes, *extra.columns], names=["id", "codes", *extra.column_names])
         path = self.out_dir / f"part-{len(self.shards):05d}.parquet"
         write_table_atomic(table, path)
@@ -235,7 +240,7 @@ def _shard_tables(batches: Iterator[tuple[str, pa.RecordBatch]], writer: _ShardW
             bar.update(batch.num_rows)
 
 
-def _prepare_out_dir(out_dir: AnyPath) -> None:
+def prepare_out_dir(out_dir: AnyPath) -> None:
     """Refuse a directory holding another run's shards; clear an empty manifest and orphaned parts."""
     if (out_dir / SHARD_MANIFEST).exists():
         if read_shard_manifest(out_dir)["shards"]:
@@ -301,7 +306,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
         raise DataError(f"{src}: plain text cannot be sharded; use FASTA, CSV/TSV or Parquet")
     if src.is_dir() and not is_remote(out_dir) and src.resolve() == out_dir.resolve():
         raise DataError(f"{out_dir}: output directory is the input directory")
-    _prepare_out_dir(out_dir)
+    prepare_out_dir(out_dir)
     writer = _ShardWriter(out_dir, window, rows_per_shard)
     skipped = 0
     try:

@@ -14,9 +14,13 @@ def is_synthetic(path: str) -> bool:
     return path == "synthetic" or (not is_remote(path) and (Path(path) / "SYNTHETIC.md").exists())
 
 
+def cache_root() -> Path:
+    """The data cache: $TFBIND_CACHE, else ~/.cache/tfbind_dist."""
+    return Path(os.environ.get("TFBIND_CACHE", Path.home() / ".cache" / "tfbind_dist"))
+
+
 def synthetic_cache_dir(n_train: int, seed: int) -> Path:
-    root = Path(os.environ.get("TFBIND_CACHE", Path.home() / ".cache" / "tfbind_dist"))
-    return root / f"synthetic-n{n_train}-s{seed}"
+    return cache_root() / f"synthetic-n{n_train}-s{seed}"
 
 
 def resolve_data_dir(cfg: DataConfig) -> Path:

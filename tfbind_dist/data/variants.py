@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -30,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tfbind_dist.data.encoding import N_CODE, _LUT
+from tfbind_dist.data.encoding import encode_bytes
 from tfbind_dist.data.errors import DataError
 from tfbind_dist.data.readers import is_gzip
-from tfbind_dist.data.shard import SHARD_MANIFEST
-from tfbind_dist.storage import as_path, write_table_atomic, write_text_atomic
+from tfbind_dist.data.shard import SHARD_MANIFEST, codes_column, prepare_out_dir
+from tfbind_dist.data.sources import cache_root
+from tfbind_dist.storage import AnyPath, as_path, atomic_output, write_table_atomic, write_text_atomic
 
 MISMATCH_POLICIES = ("error", "fail")
 CHROM_MAPS = ("none", "auto")
@@ -56,7 +56,7 @@ class VariantShards:
     rows: int
     shards: int
     errors: int
-    out_dir: object
+    out_dir: AnyPath
 
 
 def open_fasta(path: str | Path):
@@ -87,17 +87,10 @@ def _is_bgzip(path: Path) -> bool:
 def _decompressed_copy(path: Path) -> Path:
     stat = path.stat()
     key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("TFBIND_CACHE", Path.home() / ".cache" / "tfbind_dist")) / "fasta"
-    target = cache / f"{path.name.removesuffix('.gz')}.{key}.fa"
+    target = cache_root() / "fasta" / f"{path.name.removesuffix('.gz')}.{key}.fa"
     if not target.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_output(target) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
     return target
 
 
@@ -118,11 +111,6 @@ def chrom_mapping(vcf_chroms: list[str], fasta_chroms: list[str], policy: str) -
                         f"for {len(renamed)} contig(s); pass --chrom-map auto to add/drop the 'chr' prefix")
     mapping.update(renamed)
     return mapping
-
-
-def _encode(sequence: str) -> np.ndarray:
-    codes = _LUT[np.frombuffer(sequence.encode("ascii"), np.uint8)]
-    return np.where(codes > N_CODE, N_CODE, codes).astype(np.uint8)  # IUPAC codes in the genome: N
 
 
 def _window(fasta, chrom: str, start: int, length: int, chrom_len: int) -> tuple[str, bool]:
@@ -184,11 +172,11 @@ class _Buffers:
         if not self.rows:
             return
         n = len(self.rows)
-        chrom, pos, vcf_id, ref, alt, off_end, ref_codes, alt_codes = zip(*self.rows)
-        fixed = lambda codes: pa.FixedSizeBinaryArray.from_buffers(  # noqa: E731
-            pa.binary(self.window), n, [None, pa.py_buffer(np.concatenate(codes).tobytes())])
+        chrom, pos, vcf_id, ref, alt, off_end, ref_windows, alt_windows = zip(*self.rows)
+        encode = lambda windows: codes_column(encode_bytes(  # noqa: E731
+            np.frombuffer("".join(windows).encode("ascii"), np.uint8).reshape(n, self.window)))
         table = pa.table({"id": pa.array(np.arange(self.written, self.written + n), pa.int64()),
-                          "codes": fixed(ref_codes), "alt_codes": fixed(alt_codes), "chrom": list(chrom),
+                          "codes": encode(ref_windows), "alt_codes": encode(alt_windows), "chrom": list(chrom),
                           "pos": pa.array(pos, pa.int64()), "vcf_id": list(vcf_id), "ref": list(ref),
                           "alt": list(alt), "off_end": list(off_end)})
         name = f"part-{len(self.shards):05d}.parquet"
@@ -223,6 +211,7 @@ def shard_variants(vcf: str | Path, fasta: str | Path, out_dir, *, window: int, 
     except (OSError, ValueError) as err:
         raise DataError(f"--vcf {vcf}: not a readable VCF ({err})") from None
     out_dir = as_path(out_dir)
+    prepare_out_dir(out_dir)  # orphaned parts of a killed run are removed; another run's shards refused
     errors_dir = as_path(errors_dir) if errors_dir is not None else out_dir / "errors"
     buffers = _Buffers(out_dir, window, rows_per_shard)
     mapping: dict[str, str] = {}
@@ -263,8 +252,7 @@ def shard_variants(vcf: str | Path, fasta: str | Path, out_dir, *, window: int, 
                 needed = max(0, window - centre - len(alt))
                 flank, _ = _window(genome, chrom, after, needed, lengths[chrom])
                 alt_window = (ref_window[:centre] + alt + flank)[:window]
-                buffers.add((*base, alt, off_end or after + needed > lengths[chrom],
-                             _encode(ref_window), _encode(alt_window)))
+                buffers.add((*base, alt, off_end or after + needed > lengths[chrom], ref_window, alt_window))
         buffers.flush()
         columns = list(zip(*buffers.errors)) or [[] for _ in ERROR_SCHEMA]
         write_table_atomic(pa.table({name: pa.array(list(values), kind) for (name, kind), values

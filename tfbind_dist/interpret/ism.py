@@ -19,9 +19,8 @@ values with the reference maxima before and after it.
 """
 from __future__ import annotations
 
-import functools
 import sys
-from functools import partial
+from functools import cache, partial
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
@@ -333,7 +332,7 @@ def has_fast_ism(module: nn.Module, variables: dict[str, Any] | None = None) -> 
     return getattr(type(module), "ism_split", None) is not None
 
 
-@functools.cache
+@cache
 def _note_fallback(family: str) -> None:
     print(f"tfbind: {family} declares no ism_split; ISM uses the reference kernel (every mutant through "
           "the whole model)", file=sys.stderr)

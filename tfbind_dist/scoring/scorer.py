@@ -18,6 +18,7 @@ from tfbind_dist.data.errors import DataError
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
+from tfbind_dist.train.metrics import sigmoid
 from tfbind_dist.train.restore import Model, load_model
 
 WINDOW_OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
@@ -136,7 +137,7 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
         if "prob" in outputs or "logit" in outputs:
             logit = np.asarray(predict(module, variables, codes, output="logit", **kwargs))[:n]
             if "prob" in outputs:
-                columns[f"{key}_prob"] = pa.array((1 / (1 + np.exp(-logit.astype(np.float64)))).astype(np.float32))
+                columns[f"{key}_prob"] = pa.array(sigmoid(logit.astype(np.float64)).astype(np.float32))
             if "logit" in outputs:
                 columns[f"{key}_logit"] = pa.array(logit)
         if "grad" in outputs or "grad_corrected" in outputs:
@@ -176,7 +177,7 @@ def _variant_columns(key: str, model: Model, ref: np.ndarray, alt: np.ndarray, n
     module, variables, kwargs = model.module, model.variables, {"n_policy": model.n_policy}
     logits = {side: np.asarray(predict(module, variables, c, output="logit", **kwargs))[:n].astype(np.float64)
               for side, c in (("ref", ref), ("alt", alt))}
-    probs = {side: 1 / (1 + np.exp(-z)) for side, z in logits.items()}
+    probs = {side: sigmoid(z) for side, z in logits.items()}
     columns = {}
     if "variant_effect" in outputs:
         for side in ("ref", "alt"):

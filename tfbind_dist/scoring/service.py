@@ -13,6 +13,7 @@ each live on local disk or object storage (gs://, s3://).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -80,50 +81,58 @@ class ShardScorer:
         return record
 
     def _write_scores(self, shard: str, name: str) -> tuple[int, int]:
-        from tfbind_dist.scoring.scorer import score_table
-
-        try:
-            source = open_parquet(shard)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise ShardFailed(f"shard {name}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
-        columns = [c for c in source.schema_arrow.names if c in INPUT_COLUMNS]
-        rows, bad_ids, bad_reasons = 0, [], []
-        with atomic_output(self.out_dir / name) as tmp:
-            writer, group = None, []
+        """Score a shard into OUT/<name> (bad rows, when skipped, into errors/_<name>); (rows, bad rows)."""
+        with contextlib.ExitStack() as stack:
             try:
-                for batch in source.iter_batches(batch_size=self.batch_size, columns=columns):
-                    batch = pa.Table.from_batches([batch])
-                    scored = score_table(batch, self.models, self.outputs, ism_dtype=self.ism_dtype,
-                                         pad_to=self.batch_size)
-                    if scored.errors and self.on_bad_rows == "fail":
-                        row, reason = scored.errors[0]
-                        raise ShardFailed(f"shard {name} row id {batch.column('id')[row].as_py()}: {reason} "
-                                          "(shard not written)")
-                    bad_ids += [batch.column("id")[row].as_py() for row, _ in scored.errors]
-                    bad_reasons += [reason for _, reason in scored.errors]
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, scored.table.schema, compression="zstd")
-                    group.append(scored.table)
-                    rows += scored.table.num_rows
-                    full = sum(t.num_rows for t in group) >= ROW_GROUP_ROWS
-                    if full or sum(t.nbytes for t in group) >= ROW_GROUP_BYTES:
-                        writer.write_table(pa.concat_tables(group))
-                        group = []
-                if writer is None:  # a shard without rows still gets its (empty) output
-                    empty = score_table(source.schema_arrow.empty_table().select(columns), self.models,
-                                        self.outputs, ism_dtype=self.ism_dtype, pad_to=self.batch_size)
-                    writer = pq.ParquetWriter(tmp, empty.table.schema, compression="zstd")
-                if group:
-                    writer.write_table(pa.concat_tables(group))
+                source = stack.enter_context(open_parquet(shard))
             except (OSError, pa.ArrowInvalid) as err:
-                raise ShardFailed(f"shard {name}: {str(err).splitlines()[0]} (shard not written)") from None
-            finally:
-                if writer is not None:
-                    writer.close()
+                raise ShardFailed(f"shard {name}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
+            with atomic_output(self.out_dir / name) as tmp:
+                try:
+                    rows, bad_ids, bad_reasons = self._stream_scores(source, name, tmp)
+                except (OSError, pa.ArrowInvalid) as err:
+                    raise ShardFailed(f"shard {name}: {str(err).splitlines()[0]} (shard not written)") from None
         if bad_ids:
             write_table_atomic(pa.table({"id": pa.array(bad_ids, pa.int64()), "error": bad_reasons}),
                                self.out_dir / ERRORS / f"_{name}")
         return rows, len(bad_ids)
+
+    def _stream_scores(self, source, name: str, target) -> tuple[int, list[int], list[str]]:
+        """Score `source` batch by batch into the Parquet file `target`, in row groups of ~ROW_GROUP_ROWS."""
+        from tfbind_dist.scoring.scorer import score_table
+
+        columns = [c for c in source.schema_arrow.names if c in INPUT_COLUMNS]
+        score = lambda table: score_table(table, self.models, self.outputs, ism_dtype=self.ism_dtype,  # noqa: E731
+                                          pad_to=self.batch_size)
+        rows, bad_ids, bad_reasons = 0, [], []
+        group, group_rows, group_bytes, writer = [], 0, 0, None
+        try:
+            for batch in source.iter_batches(batch_size=self.batch_size, columns=columns):
+                batch = pa.Table.from_batches([batch])
+                scored = score(batch)
+                if scored.errors and self.on_bad_rows == "fail":
+                    row, reason = scored.errors[0]
+                    raise ShardFailed(f"shard {name} row id {batch.column('id')[row].as_py()}: {reason} "
+                                      "(shard not written)")
+                bad_ids += [batch.column("id")[row].as_py() for row, _ in scored.errors]
+                bad_reasons += [reason for _, reason in scored.errors]
+                if writer is None:
+                    writer = pq.ParquetWriter(target, scored.table.schema, compression="zstd")
+                group.append(scored.table)
+                rows, group_rows, group_bytes = (rows + scored.table.num_rows, group_rows + scored.table.num_rows,
+                                                 group_bytes + scored.table.nbytes)
+                if group_rows >= ROW_GROUP_ROWS or group_bytes >= ROW_GROUP_BYTES:
+                    writer.write_table(pa.concat_tables(group))
+                    group, group_rows, group_bytes = [], 0, 0
+            if writer is None:  # a shard without rows still gets its (empty) output
+                empty = score(source.schema_arrow.empty_table().select(columns)).table
+                writer = pq.ParquetWriter(target, empty.schema, compression="zstd")
+            if group:
+                writer.write_table(pa.concat_tables(group))
+        finally:
+            if writer is not None:
+                writer.close()
+        return rows, bad_ids, bad_reasons
 
 
 @dataclass
@@ -157,10 +166,10 @@ def _input_shards(input_dir, length: int) -> dict[str, int]:
     shards = {}
     for path in files:
         try:
-            meta = open_parquet(path)
+            with open_parquet(path) as meta:
+                schema, rows = meta.schema_arrow, meta.metadata.num_rows
         except (OSError, pa.ArrowInvalid) as err:
             raise DataError(f"{path}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
-        schema = meta.schema_arrow
         if "id" not in schema.names or not {"codes", "sequence"} & set(schema.names):
             raise DataError(f"{path}: not a shard (needs an 'id' column and 'codes' or 'sequence'; found "
                             f"{schema.names})")
@@ -169,7 +178,7 @@ def _input_shards(input_dir, length: int) -> dict[str, int]:
             if pa.types.is_fixed_size_binary(codes_type) and codes_type.byte_width != length:
                 raise DataError(f"{path}: field 'codes' holds {codes_type.byte_width}-bp windows, but the runs were "
                                 f"trained on {length}-bp sequences")
-        shards[str(path)] = meta.metadata.num_rows
+        shards[str(path)] = rows
     return shards
 
 

@@ -17,7 +17,7 @@ from tfbind_dist.data.errors import DataError
 from tfbind_dist.data.shard import SHARD_MANIFEST
 from tfbind_dist.data.variants import shard_variants
 from tfbind_dist.scoring.service import ScoreSummary, check_runs, expand_runs, score_shards
-from tfbind_dist.storage import as_path, is_remote
+from tfbind_dist.storage import as_path
 
 SHARDS = "_shards"
 ATTRIBUTIONS = {"none": (), "ism_center": ("ism_center",), "grad": ("grad_center",)}
@@ -50,9 +50,6 @@ def score_variants(vcf, fasta, runs: list[str], out_dir, *, attribution: str = "
         errors = json.loads((shard_dir / SHARD_MANIFEST).read_text()).get("errors", 0)
         print(f"variants: reusing the shards of {vcf.name} in {shard_dir}", flush=True)
     else:
-        if not is_remote(shard_dir) and shard_dir.exists():  # a killed sharding: start it again
-            for orphan in shard_dir.glob("part-*.parquet"):
-                orphan.unlink()
         made = shard_variants(vcf, fasta, shard_dir, window=window, rows_per_shard=rows_per_shard,
                               chrom_map=chrom_map, on_mismatch=on_mismatch, errors_dir=out_dir / "errors",
                               progress=progress)
