@@ -271,6 +271,24 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_tune(args) -> int:
+    from tfbind_dist import config as C
+    from tfbind_dist.data.sources import check_data
+    from tfbind_dist.sweep.search import run_search
+    from tfbind_dist.sweep.search_spec import load_search, with_samples
+
+    overrides = C.parse_set_args(args.set)
+    if args.data:
+        overrides["data.path"] = C.absolute_data_path(args.data)  # trials may start in another directory
+    spec = with_samples(load_search(args.spec, overrides), args.num_samples)
+    for tf in spec.tfs:  # a wrong data path or TF is reported before Ray starts
+        check_data(spec.trial_config({}, tf).data)
+    table = run_search(spec, args.out, address=args.address, progress=not args.quiet, max_failures=args.max_failures)
+    errors = int((table.state == "error").sum()) if len(table) else 0
+    print(f"leaderboard: {args.out}/leaderboard.md" + (f"; {errors} trials failed" if errors else ""))
+    return 1 if errors and errors == len(table) else 0
+
+
 def cmd_score(args) -> int:
     from tfbind_dist.scoring.service import score_shards
 
@@ -411,6 +429,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=2, help="retries of a job whose worker or node died")
     p.add_argument("--quiet", action="store_true", help="no live table")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("tune", help="hyperparameter search on Ray Tune (random or Optuna TPE, ASHA early stopping)",
+                       description="Search the space of SPEC (jobs/tune_*.yaml): Ray Tune samples trials, each trains "
+                                   "one run per TF of the spec into OUT/runs/<trial>/<TF> and reports the mean "
+                                   "validation auROC at every evaluation; ASHA stops the weak ones early. A trial "
+                                   "whose node dies resumes from its checkpoints; re-running the same command after a "
+                                   "crash continues the search without retraining finished trials. Writes "
+                                   "OUT/leaderboard.{parquet,md}, learning_curves.png, objective_vs_params.png and "
+                                   "best_recipe.yaml (for `tfbind train --recipe`).")
+    p.add_argument("spec", help="search spec YAML, e.g. jobs/tune_demo.yaml")
+    p.add_argument("--out", required=True, help="search directory (on storage every node can reach)")
+    p.add_argument("--address", default="local",
+                   help="'local' (start Ray here), 'auto' (the cluster this machine belongs to) or HOST:PORT")
+    p.add_argument("--num-samples", type=int, help="trials to sample (default: the spec's num_samples)")
+    p.add_argument("--data", help="override data.path for every trial (a dataset dir or 'synthetic')")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a field of the base recipe for every trial, e.g. --set train.steps=60 (repeatable)")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="restarts of a trial whose process or node died (each resumes from its checkpoints)")
+    p.add_argument("--quiet", action="store_true", help="no trial table while it runs")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("score", help="score Parquet shards with one or more runs (Ray Data), resumable",
                        description="Predictions, gradients and ISM for every row of SHARD_DIR's Parquet shards (from "

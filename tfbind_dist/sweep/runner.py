@@ -10,10 +10,7 @@ Finished jobs (their run directory holds a summary) are not submitted again.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +19,11 @@ import pandas as pd
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir
 from tfbind_dist.storage import as_path, storage_env, write_text_atomic
+from tfbind_dist.sweep.launch import start_processes
 from tfbind_dist.sweep.report import write_report
 from tfbind_dist.sweep.spec import Job, SweepSpec
 
 STATES = ("pending", "running", "finished", "failed")
-
-
-def _train_job(config: dict[str, Any], workdir: str, coordinator: str | None = None, num_processes: int = 1,
-               process_id: int = 0) -> dict[str, Any]:
-    """Body of one sweep task (runs on a Ray worker); with a coordinator, one process of a multi-host job."""
-    import ray
-
-    from tfbind_dist import config as C
-    from tfbind_dist.train.distributed import DistributedSpec, initialize
-    from tfbind_dist.train.loop import train_and_evaluate
-
-    if coordinator:
-        initialize(DistributedSpec(coordinator, num_processes, process_id))
-    RunDir(workdir).record_attempt({"node": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
-                                    "process": process_id, "pid": os.getpid(), "host": socket.gethostname(),
-                                    "started": time.time()}, process_id)
-    return train_and_evaluate(C.from_dict(config), workdir, progress=False)
-
-
-def _coordinator_address() -> str:
-    """HOST:PORT for process 0 of a multi-host job: this node's address and a free port."""
-    import ray
-
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        port = sock.getsockname()[1]
-    return f"{ray.util.get_node_ip_address()}:{port}"
 
 
 def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[str, float],
@@ -68,17 +39,11 @@ def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     group = placement_group([dict(bundle)] * hosts, strategy="STRICT_SPREAD")
-    worker = ray.remote(max_calls=1)(_train_job)
-    address = ray.remote(_coordinator_address)
     try:
         for attempt in range(max_restarts + 1):
             ray.get(group.ready())
-            on = lambda i: PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)  # noqa: E731
-            coordinator = ray.get(address.options(num_cpus=0, scheduling_strategy=on(0)).remote())
-            refs = [worker.options(num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0),
-                                   resources={k: v for k, v in bundle.items() if k not in ("CPU", "GPU")} or None,
-                                   max_retries=0, scheduling_strategy=on(i)).remote(config, workdir, coordinator, hosts, i)
-                    for i in range(hosts)]
+            refs = start_processes(config, workdir, hosts, bundle, lambda i: PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=i))
             try:
                 return ray.get(refs)[0]
             except ray.exceptions.RayError:
@@ -142,21 +107,17 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
         connect(address, env_vars=storage_env())
         import ray
 
-        resources = {"TPU": tpus_per_job} if tpus_per_job else None
-        remote = ray.remote(max_calls=1)(_train_job)
+        bundle = {k: v for k, v in {"CPU": cpus_per_job, "GPU": gpus_per_job, "TPU": tpus_per_job}.items() if v}
         group = ray.remote(_train_group)
         refs = {}
         for job in todo:
             hosts = max(job.hosts, hosts_per_job)
             if hosts > 1:  # the group task only coordinates; its processes hold the resources
-                bundle = {"CPU": cpus_per_job, "GPU": gpus_per_job, **(resources or {})}
                 ref = group.options(num_cpus=0, max_retries=max_retries, name=job.job_id).remote(
-                    job.config.to_dict(), str(out / job.job_id), hosts, {k: v for k, v in bundle.items() if v},
-                    max_retries)
+                    job.config.to_dict(), str(out / job.job_id), hosts, bundle, max_retries)
             else:
-                ref = remote.options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, resources=resources,
-                                     max_retries=max_retries, retry_exceptions=False, scheduling_strategy="SPREAD",
-                                     name=job.job_id).remote(job.config.to_dict(), str(out / job.job_id))
+                (ref,) = start_processes(job.config.to_dict(), str(out / job.job_id), 1, bundle, lambda i: "SPREAD",
+                                         max_retries=max_retries, name=job.job_id)
             refs[ref] = job.job_id
             states[job.job_id] = "running"
         try:

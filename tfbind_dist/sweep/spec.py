@@ -48,14 +48,14 @@ def job_id(config: C.RunConfig) -> str:
     return f"{config.data.tf}-{config.model.name}-s{config.train.seed}-{digest}"
 
 
-def _flatten(section: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(section: Any, prefix: str = "") -> dict[str, Any]:
     """Nested {train: {steps: 5}} -> {"train.steps": 5} (model.overrides too: model.overrides.dropout_rate)."""
     if not isinstance(section, dict):
         raise C.ConfigError(f"{prefix.rstrip('.') or 'defaults'} must be a mapping, got {section!r}")
     flat = {}
     for key, value in section.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -79,7 +79,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
         raise C.ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; a sweep spec has {sorted(SPEC_KEYS)}")
     try:
         base = C.load_recipe(raw["recipe"]) if raw.get("recipe") else C.RunConfig()
-        defaults = _apply(base, _flatten(raw.get("defaults") or {}), "defaults")
+        defaults = _apply(base, flatten(raw.get("defaults") or {}), "defaults")
     except C.ConfigError as err:
         raise C.ConfigError(f"{path}: defaults: {err}") from None
     matrix = raw.get("matrix") or {}

@@ -1,0 +1,62 @@
+"""Starting one training job's processes on Ray: the one launcher behind sweeps and searches.
+
+A job is `hosts` processes of `train_and_evaluate` on one run directory; with more than one,
+process 0's node hosts the `jax.distributed` coordinator. Each process is a Ray task in a
+fresh worker (`max_calls=1`, so JAX sees exactly the accelerators Ray assigned), placed by
+the caller (a scheduling strategy, or a bundle of a placement group).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any, Callable
+
+
+def train_process(config: dict[str, Any], workdir: str, coordinator: str | None = None, num_processes: int = 1,
+                  process_id: int = 0) -> dict[str, Any]:
+    """Body of one training process (runs on a Ray worker); with a coordinator, one process of a multi-host job."""
+    import ray
+
+    from tfbind_dist import config as C
+    from tfbind_dist.rundir import RunDir
+    from tfbind_dist.train.distributed import DistributedSpec, initialize
+    from tfbind_dist.train.loop import train_and_evaluate
+
+    if coordinator:
+        initialize(DistributedSpec(coordinator, num_processes, process_id))
+    RunDir(workdir).record_attempt({"node": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+                                    "process": process_id, "pid": os.getpid(), "host": socket.gethostname(),
+                                    "started": time.time()}, process_id)
+    return train_and_evaluate(C.from_dict(config), workdir, progress=False)
+
+
+def _coordinator_address() -> str:
+    """HOST:PORT for process 0 of a multi-host job: this node's address and a free port."""
+    import ray
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port = sock.getsockname()[1]
+    return f"{ray.util.get_node_ip_address()}:{port}"
+
+
+def start_processes(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[str, float],
+                    placement: Callable[[int], Any], *, max_retries: int = 0, name: str | None = None) -> list:
+    """Submit the `hosts` processes of one job; process i is scheduled by `placement(i)`.
+
+    `bundle` holds each process's resources (CPU, GPU, custom such as TPU). Returns the
+    processes' object refs; process 0's result is the run summary.
+    """
+    import ray
+
+    coordinator = None
+    if hosts > 1:
+        coordinator = ray.get(ray.remote(_coordinator_address).options(
+            num_cpus=0, scheduling_strategy=placement(0)).remote())
+    custom = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU") and v} or None
+    worker = ray.remote(max_calls=1)(train_process)
+    return [worker.options(num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), resources=custom,
+                           max_retries=max_retries, retry_exceptions=False, scheduling_strategy=placement(i),
+                           name=name).remote(config, workdir, coordinator, hosts, i)
+            for i in range(hosts)]

@@ -1,0 +1,164 @@
+"""A search's results: leaderboard, learning curves, objective against each parameter, best recipe.
+
+Read from the trials' run directories (the source of truth for what was trained) and
+Tune's record of each trial's parameters and state.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import yaml  # noqa: E402
+
+from tfbind_dist.rundir import RunDir  # noqa: E402
+from tfbind_dist.storage import AnyPath, as_path, save_figure, write_table_atomic, write_text_atomic  # noqa: E402
+from tfbind_dist.sweep.report import to_markdown  # noqa: E402
+from tfbind_dist.sweep.search_spec import SearchSpec  # noqa: E402
+
+RUNS = "runs"
+METRIC = "valid_auroc"  # mean over a trial's TFs at one evaluation step
+LEADERBOARD = "leaderboard"
+BEST_RECIPE = "best_recipe.yaml"
+
+
+def trial_runs(root: AnyPath, trial_id: str, tfs: tuple[str, ...]) -> dict[str, RunDir]:
+    """The run directory of each TF of one trial."""
+    return {tf: RunDir(as_path(root) / RUNS / trial_id / tf) for tf in tfs}
+
+
+def valid_curve(run: RunDir) -> dict[int, float]:
+    """step -> validation auROC of one run, so far ({} before its first evaluation)."""
+    try:
+        metrics = run.metrics()
+    except (FileNotFoundError, OSError):
+        return {}
+    valid = metrics[(metrics.split == "valid") & (metrics.metric == "auroc")]
+    return dict(zip(valid.step.astype(int), valid.value.astype(float)))
+
+
+def evaluations(runs: dict[str, RunDir]) -> list[dict[str, Any]]:
+    """One record per step every run has evaluated: the mean valid auROC and each TF's."""
+    curves = {tf: valid_curve(run) for tf, run in runs.items()}
+    steps = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
+    return [{"step": s, METRIC: sum(c[s] for c in curves.values()) / len(curves),
+             **{f"{METRIC}_{tf}": c[s] for tf, c in curves.items()}} for s in steps]
+
+
+def _trials(results) -> list[tuple[str, str, dict[str, Any]]]:
+    """(trial id, Tune status, parameters) of every trial of the experiment."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(results.experiment_path)
+    return [(t.trial_id, t.status, dict(t.config)) for t in analysis.trials]
+
+
+def trial_table(spec: SearchSpec, out: AnyPath, trials) -> pd.DataFrame:
+    """One row per trial: state, objective (mean over TFs of each run's best valid auROC), steps, parameters."""
+    rows = []
+    for trial_id, status, params in trials:
+        runs = trial_runs(out, trial_id, spec.tfs)
+        curves = {tf: valid_curve(run) for tf, run in runs.items()}
+        finished = all(run.is_finished() for run in runs.values())
+        best = {tf: max(c.values()) if c else float("nan") for tf, c in curves.items()}
+        row = {"trial": trial_id,
+               "state": "finished" if finished else "error" if status == "ERROR" else "stopped",
+               "objective": sum(best.values()) / len(best),
+               "steps": sum(max(c) if c else 0 for c in curves.values()),
+               "last_step": max((r["step"] for r in evaluations(runs)), default=0),
+               **{k: params.get(k) for k in spec.space},
+               **{f"valid_auroc_{tf}": v for tf, v in best.items()}}
+        for tf, run in runs.items():
+            summary = run.summary() or {}
+            row[f"test_auroc_{tf}"] = summary.get("test_auroc")
+        row["runs"] = f"runs/{trial_id}"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values("objective", ascending=False, ignore_index=True, na_position="last") if rows else table
+
+
+def write_leaderboard(table: pd.DataFrame, out: AnyPath) -> None:
+    write_table_atomic(pa.Table.from_pandas(table.astype({c: str for c in table.columns if table[c].dtype == object}),
+                                            preserve_index=False), out / f"{LEADERBOARD}.parquet")
+    write_text_atomic(out / f"{LEADERBOARD}.md", to_markdown(table))
+
+
+def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame) -> None:
+    """Mean validation auROC against step, one line per trial (dashed: stopped early)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in table.itertuples(index=False):
+        curve = evaluations(trial_runs(out, row.trial, spec.tfs))
+        if curve:
+            ax.plot([r["step"] for r in curve], [r[METRIC] for r in curve],
+                    "-" if row.state == "finished" else "--", marker=".", label=row.trial)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"valid auROC (mean over {', '.join(spec.tfs)})")
+    ax.set_title(f"{spec.name}: trials (dashed: stopped by the scheduler)")
+    if len(table) <= 12:
+        ax.legend(fontsize=7)
+    save_figure(fig, out / "learning_curves.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_objective_vs_params(spec: SearchSpec, out: AnyPath, table: pd.DataFrame) -> None:
+    """The objective against each searched parameter (one panel each)."""
+    keys = list(spec.space)
+    table = table.sort_values(keys, key=lambda c: c.astype(str) if c.dtype == object else c)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        domain = spec.space[key][0]
+        for state, marker in (("finished", "o"), ("stopped", "x"), ("error", "s")):
+            part = table[table.state == state]
+            numeric = domain in ("uniform", "loguniform", "randint")
+            x = part[key] if numeric else part[key].astype(str)
+            ax.scatter(x, part.objective, marker=marker, label=state)
+        if domain == "loguniform":
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(key)
+        ax.set_ylabel("objective (valid auROC)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out / "objective_vs_params.png", dpi=120)
+    plt.close(fig)
+
+
+def best_trial(table: pd.DataFrame) -> pd.Series | None:
+    """The best finished trial (the best of any trial if none finished)."""
+    ranked = table.dropna(subset=["objective"])
+    finished = ranked[ranked.state == "finished"]
+    ranked = finished if len(finished) else ranked
+    return ranked.iloc[0] if len(ranked) else None
+
+
+def write_best_recipe(spec: SearchSpec, out: AnyPath, best: pd.Series) -> None:
+    """The best trial's run config as a recipe `tfbind train --recipe` accepts."""
+    params = {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in spec.space}
+    config = spec.trial_config(params, spec.tfs[0])
+    header = (f"# Best trial {best.trial} of search {spec.name!r}: valid auROC {best.objective:.4f} "
+              f"(mean over {', '.join(spec.tfs)}), {best.state}.\n"
+              f"# Searched: {', '.join(f'{k}={v!r}' for k, v in params.items())}\n"
+              f"# Train it: tfbind train --recipe {out / BEST_RECIPE} --tf TF --data DATA --out RUN\n")
+    write_text_atomic(out / BEST_RECIPE, header + yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def write_search_report(spec: SearchSpec, out: AnyPath, results, *, wall_seconds: float) -> pd.DataFrame:
+    """Write the leaderboard, figures and best recipe of one experiment; print its summary."""
+    table = trial_table(spec, out, _trials(results))
+    write_leaderboard(table, out)
+    if len(table):
+        plot_learning_curves(spec, out, table)
+        plot_objective_vs_params(spec, out, table)
+    best = best_trial(table)
+    counts = table.state.value_counts().to_dict() if len(table) else {}
+    print(f"search {spec.name} ({', '.join(spec.tfs)}): {len(table)} trials "
+          f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), {int(table.steps.sum()) if len(table) else 0} "
+          f"training steps, {wall_seconds:.0f} s", flush=True)
+    if best is not None:
+        write_best_recipe(spec, out, best)
+        print(f"best trial {best.trial}: valid auROC {best.objective:.4f} -> {out / BEST_RECIPE}", flush=True)
+    return table
