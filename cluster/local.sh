@@ -7,6 +7,7 @@
 #   cluster/local.sh down    stop both nodes (only this cluster's processes: other Ray instances of the
 #                            same user, e.g. a `tfbind ... --address local` run, are left alone)
 #   cluster/local.sh status  `ray status` against the head
+#   cluster/local.sh worker  restart the worker node (after a node-loss drill)
 #
 # The dashboard (8265) binds to 127.0.0.1: whoever reaches the dashboard or client ports can submit
 # jobs, i.e. run code on every node. Ray 2.60 adds token authentication (on by default), but older
@@ -30,16 +31,25 @@ export RAY_USAGE_STATS_ENABLED=0
 # when that file exists).
 export RAY_AUTH_MODE=token
 
+start_worker() {
+  "$RAY" start --address="$HEAD_IP:$PORT" --node-ip-address="$WORKER_IP" \
+    --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
+    --min-worker-port=30000 --max-worker-port=39999 --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
+}
+
 case "${1:-}" in
+  worker)
+    # (re)start the worker node, e.g. after a node-loss drill killed it
+    start_worker
+    echo "worker node $WORKER_IP joined $HEAD_IP:$PORT"
+    ;;
   up)
     [ -s "$HOME/.ray/auth_token" ] || "$RAY" get-auth-token --generate >/dev/null
     "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$PORT" \
       --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
       --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
       --ray-client-server-port="${TFBIND_CLIENT_PORT:-10001}" --min-worker-port=20000 --max-worker-port=29999 --temp-dir="$HEAD_TMP" --resources='{"head_node": 1}' --disable-usage-stats >/dev/null
-    "$RAY" start --address="$HEAD_IP:$PORT" --node-ip-address="$WORKER_IP" \
-      --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
-      --min-worker-port=30000 --max-worker-port=39999 --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
+    start_worker
     readlink -f "$HEAD_TMP/session_latest" > "$SESSION_FILE"
     echo "ray cluster up: --address $HEAD_IP:$PORT (dashboard http://127.0.0.1:$DASHBOARD_PORT)"
     ;;
@@ -66,7 +76,7 @@ case "${1:-}" in
     "$RAY" status --address="$HEAD_IP:$PORT"
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|worker" >&2
     exit 2
     ;;
 esac

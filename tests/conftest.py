@@ -56,15 +56,52 @@ def small_run(synth_dir, tmp_path_factory):
 RAY_PORT = "6390"
 
 
+
+
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
-    """One real two-node Ray cluster (cluster/local.sh) for the whole session; yields its address."""
+def _ray_cluster_env(tmp_path_factory):
+    """One real two-node Ray cluster (cluster/local.sh) for the whole session; yields local.sh's environment."""
     env = {**os.environ, "TFBIND_RAY_PORT": RAY_PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
            "TFBIND_CPUS_PER_NODE": "2", "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
     up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
-    yield f"127.0.0.2:{RAY_PORT}"
+    yield env
     subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
+
+
+@pytest.fixture
+def ray_cluster(_ray_cluster_env):
+    """The session's two-node cluster, its worker node restarted if a node-loss test killed it; its address."""
+    if raylet_pid("127.0.0.3") is None:
+        worker = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "worker"], env=_ray_cluster_env,
+                                capture_output=True, text=True)
+        assert worker.returncode == 0, worker.stderr
+    return f"127.0.0.2:{RAY_PORT}"
+
+
+def raylet_pid(node_ip):
+    out = subprocess.run(["pgrep", "-f", f"raylet.*--node_ip_address={node_ip}"], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    return pids[0] if pids else None
+
+
+def latest_checkpoint_step(run) -> int:
+    """The step of a run directory's latest checkpoint (0 if none)."""
+    latest = run / "checkpoints" / "latest"
+    steps = [int(p.name) for p in latest.glob("[0-9]*") if p.name.isdigit()] if latest.exists() else []
+    return max(steps, default=0)
+
+
+def checkpointed_on(attempt_logs, node_ip):
+    """A run (from its attempts.jsonl) running on node_ip with a saved checkpoint (step > 0) and no summary yet."""
+    import json
+
+    for log in attempt_logs:
+        lines = log.read_text().strip().splitlines()
+        if lines and json.loads(lines[-1])["node"] == node_ip and latest_checkpoint_step(log.parent) > 0 \
+                and not (log.parent / "summary.json").exists():
+            return log.parent
+    return None
 
 
 @pytest.fixture(scope="module")

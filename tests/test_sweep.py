@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, checkpointed_on, raylet_pid, run_cli
 from tfbind_dist.sweep.spec import load_spec
 
 
@@ -22,24 +22,6 @@ def _spec(tmp_path, steps=300):
     path = tmp_path / "drill.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def _raylet_pid(node_ip):
-    out = subprocess.run(["pgrep", "-f", f"raylet.*--node_ip_address={node_ip}"], capture_output=True, text=True)
-    pids = [int(p) for p in out.stdout.split()]
-    return pids[0] if pids else None
-
-
-def _checkpointed_on(sweep, node_ip):
-    """A job running on node_ip with a saved checkpoint (step > 0) and no summary yet."""
-    for job in sweep.glob("*/attempts.jsonl"):
-        lines = job.read_text().strip().splitlines()
-        latest = job.parent / "checkpoints" / "latest"
-        steps = [int(p.name) for p in latest.glob("[0-9]*") if p.name.isdigit()] if latest.exists() else []
-        if lines and json.loads(lines[-1])["node"] == node_ip and steps and max(steps) > 0 \
-                and not (job.parent / "summary.json").exists():
-            return job.parent
-    return None
 
 
 def test_spec_validation_names_the_bad_key(tmp_path):
@@ -85,10 +67,10 @@ def test_sweep_survives_worker_node_loss_and_reruns_nothing(ray_cluster, tmp_pat
                               env={**os.environ, "XLA_FLAGS": ""})
     victim, deadline = None, time.time() + 240
     while victim is None and time.time() < deadline and driver.poll() is None:
-        victim = _checkpointed_on(sweep, "127.0.0.3")
+        victim = checkpointed_on(sweep.glob("*/attempts.jsonl"), "127.0.0.3")
         time.sleep(0.2)
     assert victim is not None, "no job checkpointed on the worker node"
-    os.kill(_raylet_pid("127.0.0.3"), signal.SIGKILL)
+    os.kill(raylet_pid("127.0.0.3"), signal.SIGKILL)
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, out + err
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, checkpointed_on, latest_checkpoint_step, raylet_pid, run_cli
 from tfbind_dist.sweep.search_spec import load_search
 
 
@@ -70,15 +70,9 @@ def test_a_search_directory_refuses_another_spec(tmp_path):
         _check_spec(tmp_path / "out", other)
 
 
-def _checkpoint_step(run):
-    latest = run / "checkpoints" / "latest"
-    steps = [int(p.name) for p in latest.glob("[0-9]*") if p.name.isdigit()] if latest.exists() else []
-    return max(steps, default=0)
-
-
 def _snapshot(out):
     """Each run directory: (finished, latest checkpoint step)."""
-    return {run: ((run / "summary.json").exists(), _checkpoint_step(run)) for run in out.glob("runs/*/*")}
+    return {run: ((run / "summary.json").exists(), latest_checkpoint_step(run)) for run in out.glob("runs/*/*")}
 
 
 def _auroc_at(run, step):
@@ -195,3 +189,34 @@ def test_per_tf_optuna_search_of_two_host_trials(ray_cluster, synth_dir, tmp_pat
             assert summary["num_processes"] == 2 and summary["tf"] == tf
             nodes = {json.loads(line)["node"] for log in run.glob("attempts*.jsonl") for line in log.read_text().splitlines()}
             assert nodes == {"127.0.0.2", "127.0.0.3"}  # one process on each node (STRICT_SPREAD)
+
+
+@pytest.mark.slow
+def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_dir, tmp_path):
+    spec = _write(tmp_path, {
+        "name": "loss", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 300, "eval_every": 20}},
+        "tfs": ["CTCF"], "space": {"train.learning_rate": {"choice": [0.001, 0.003]}}, "scheduler": "none",
+        "resources": {"cpus": 1}, "num_samples": 2, "max_concurrent": 2})
+    out = tmp_path / "search"
+    driver = subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", "tune", str(spec), "--out", str(out),
+                               "--address", ray_cluster, "--data", str(synth_dir), "--quiet"], cwd=REPO,
+                              env={**os.environ, "XLA_FLAGS": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    victim, deadline = None, time.time() + 600
+    while victim is None and time.time() < deadline and driver.poll() is None:
+        victim = checkpointed_on(out.glob("runs/*/*/attempts.jsonl"), "127.0.0.3")
+        time.sleep(0.2)
+    assert victim is not None, "no trial checkpointed on the worker node"
+    os.kill(raylet_pid("127.0.0.3"), signal.SIGKILL)
+    stdout, stderr = driver.communicate(timeout=900)
+    assert driver.returncode == 0, stdout + stderr
+
+    table = pd.read_parquet(out / "leaderboard.parquet")
+    assert len(table) == 2 and set(table.state) == {"finished"}
+    summary = json.loads((victim / "summary.json").read_text())
+    assert summary["resumed_from"] and summary["resumed_from"][-1] > 0, summary
+    attempts = [json.loads(line) for line in (victim / "attempts.jsonl").read_text().splitlines()]
+    assert attempts[0]["node"] == "127.0.0.3" and attempts[-1]["node"] == "127.0.0.2"
+    metrics = pd.read_parquet(victim / "metrics.parquet")
+    train_steps = metrics[(metrics.split == "train") & (metrics.metric == "loss")].step
+    assert sorted(train_steps) == list(range(1, 301)), "the resumed run must continue, not repeat or skip steps"

@@ -85,7 +85,7 @@ def _searcher(spec: SearchSpec):
         return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=spec.seed))
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=spec.seed)
+    return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent)
 
 
 def _scheduler(spec: SearchSpec):
@@ -118,7 +118,8 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
             trainable, param_space=spec.tune_space(),
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=_searcher(spec),
                                         scheduler=_scheduler(spec), num_samples=spec.num_samples,
-                                        max_concurrent_trials=spec.max_concurrent or None),
+                                        max_concurrent_trials=(spec.max_concurrent or None) if spec.searcher != "random"
+                                        else None),  # the random searcher limits itself
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=_storage_path(out), verbose=1 if progress else 0,
                                       failure_config=tune.FailureConfig(max_failures=max_failures)))
     return tuner.fit()
