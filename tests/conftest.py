@@ -104,6 +104,27 @@ def checkpointed_on(attempt_logs, node_ip):
     return None
 
 
+def start_cli(*args, env_extra=None) -> subprocess.Popen:
+    """Start `tfbind ...` in the background (pipes for its output), as a user's driver."""
+    return subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", *map(str, args)], cwd=REPO, text=True,
+                            env={**os.environ, **(env_extra or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_node_under_a_checkpointed_run(driver, attempt_logs, node_ip="127.0.0.3", timeout=600):
+    """Once a run (`attempt_logs()`: its attempts.jsonl files) has a checkpoint and trains on `node_ip`,
+    SIGKILL that node's raylet (the node is lost with every process on it); returns the run directory."""
+    import signal
+    import time
+
+    victim, deadline = None, time.time() + timeout
+    while victim is None and time.time() < deadline and driver.poll() is None:
+        victim = checkpointed_on(attempt_logs(), node_ip)
+        time.sleep(0.2)
+    assert victim is not None, f"no run checkpointed on {node_ip}"
+    os.kill(raylet_pid(node_ip), signal.SIGKILL)
+    return victim
+
+
 @pytest.fixture(scope="module")
 def gcs_bucket(tmp_path_factory):
     """A Google Cloud Storage emulator (gcp-storage-emulator, in its own process) with bucket `runs`.

@@ -1,16 +1,11 @@
 """Sweeps on a real two-node local Ray cluster (cluster/local.sh), including the loss of a node mid-sweep."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, checkpointed_on, raylet_pid, run_cli
+from conftest import REPO, kill_node_under_a_checkpointed_run, run_cli, start_cli
 from tfbind_dist.sweep.spec import load_spec
 
 
@@ -61,16 +56,9 @@ def test_multi_host_job_spans_both_nodes(ray_cluster, tmp_path):
 @pytest.mark.slow
 def test_sweep_survives_worker_node_loss_and_reruns_nothing(ray_cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "tfbind_dist.cli", "sweep", str(_spec(tmp_path)), "--out", str(sweep),
-           "--address", ray_cluster, "--max-retries", "3", "--quiet"]
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "XLA_FLAGS": ""})
-    victim, deadline = None, time.time() + 240
-    while victim is None and time.time() < deadline and driver.poll() is None:
-        victim = checkpointed_on(sweep.glob("*/attempts.jsonl"), "127.0.0.3")
-        time.sleep(0.2)
-    assert victim is not None, "no job checkpointed on the worker node"
-    os.kill(raylet_pid("127.0.0.3"), signal.SIGKILL)
+    driver = start_cli("sweep", _spec(tmp_path), "--out", sweep, "--address", ray_cluster, "--max-retries", "3",
+                       "--quiet", env_extra={"XLA_FLAGS": ""})
+    victim = kill_node_under_a_checkpointed_run(driver, lambda: sweep.glob("*/attempts.jsonl"))
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, out + err
 

@@ -1,16 +1,14 @@
 """`tfbind tune`: search specs, and a search on the two-node local Ray cluster (ASHA, driver kill + resume)."""
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, checkpointed_on, latest_checkpoint_step, raylet_pid, run_cli
+from conftest import REPO, kill_node_under_a_checkpointed_run, latest_checkpoint_step, run_cli, start_cli
 from tfbind_dist.sweep.search_spec import load_search
 
 
@@ -34,6 +32,12 @@ BASE = {"name": "t", "tfs": ["CTCF"], "space": {"train.learning_rate": {"logunif
     ({"scheduler": {"name": "hyperband"}}, "scheduler"),
     ({"tfs": ["CTCF", "REST"], "resources": {"hosts": 2}}, "objective: per_tf"),
     ({"resource": {"cpus": 1}}, "unknown key 'resource'"),
+    ({"resources": {"hosts": 0}}, "resources.hosts must be an integer >= 1"),
+    ({"resources": {"cpus": 0}}, "needs cpus or gpus"),
+    ({"num_samples": "many"}, "num_samples must be an integer"),
+    ({"tfs": ["CTCF", "CTCF"]}, "'CTCF' is listed twice"),
+    ({"scheduler": {"name": "asha", "grace_period": 5000}}, "scheduler.grace_period=5000 is longer"),
+    ({"recipe": "nope"}, "recipe: unknown recipe 'nope'"),
     ({"space": {"model.overrides.widht": {"choice": [1, 2]}}}, "space.model.overrides.widht=1"),
 ])
 def test_search_spec_errors_name_the_key(tmp_path, change, message):
@@ -72,7 +76,7 @@ def test_a_search_directory_refuses_another_spec(tmp_path):
 
 def _snapshot(out):
     """Each run directory: (finished, latest checkpoint step)."""
-    return {run: ((run / "summary.json").exists(), latest_checkpoint_step(run)) for run in out.glob("runs/*/*")}
+    return {run: ((run / "summary.json").exists(), latest_checkpoint_step(run)) for run in out.glob("runs/*")}
 
 
 def _auroc_at(run, step):
@@ -126,9 +130,7 @@ def test_search_with_asha_survives_a_driver_kill_and_its_best_recipe_trains(ray_
     out = tmp_path / "search"
     args = ["tune", spec, "--out", out, "--address", ray_cluster, "--data", synth_dir, "--set", "train.steps=300",
             "--quiet"]
-    env = {**os.environ, "XLA_FLAGS": ""}
-    driver = subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", *map(str, args)], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = start_cli(*args, env_extra={"XLA_FLAGS": ""})
     deadline = time.time() + 900  # generous: the CI box may be loaded
     while time.time() < deadline:
         assert driver.poll() is None, driver.communicate()
@@ -184,7 +186,7 @@ def test_per_tf_optuna_search_of_two_host_trials(ray_cluster, synth_dir, tmp_pat
     assert sorted(table.search) == ["CTCF", "CTCF", "ZNF24", "ZNF24"] and set(table.state) == {"finished"}
     for tf in ("CTCF", "ZNF24"):
         assert yaml.safe_load((out / tf / "best_recipe.yaml").read_text())["data"]["tf"] == tf
-        for run in (out / tf / "runs").glob(f"*/{tf}"):
+        for run in (out / tf / "runs").glob(f"{tf}-*"):
             summary = json.loads((run / "summary.json").read_text())
             assert summary["num_processes"] == 2 and summary["tf"] == tf
             nodes = {json.loads(line)["node"] for log in run.glob("attempts*.jsonl") for line in log.read_text().splitlines()}
@@ -195,24 +197,17 @@ def test_per_tf_optuna_search_of_two_host_trials(ray_cluster, synth_dir, tmp_pat
 def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_dir, tmp_path):
     spec = _write(tmp_path, {
         "name": "loss", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 300, "eval_every": 20}},
-        "tfs": ["CTCF"], "space": {"train.learning_rate": {"choice": [0.001, 0.003]}}, "scheduler": "none",
-        "resources": {"cpus": 1}, "num_samples": 2, "max_concurrent": 2})
+        "tfs": ["CTCF"], "space": {"train.learning_rate": {"grid": [0.001, 0.003]}}, "scheduler": "none",
+        "resources": {"cpus": 1}, "num_samples": 1, "max_concurrent": 2})
     out = tmp_path / "search"
-    driver = subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", "tune", str(spec), "--out", str(out),
-                               "--address", ray_cluster, "--data", str(synth_dir), "--quiet"], cwd=REPO,
-                              env={**os.environ, "XLA_FLAGS": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    victim, deadline = None, time.time() + 600
-    while victim is None and time.time() < deadline and driver.poll() is None:
-        victim = checkpointed_on(out.glob("runs/*/*/attempts.jsonl"), "127.0.0.3")
-        time.sleep(0.2)
-    assert victim is not None, "no trial checkpointed on the worker node"
-    os.kill(raylet_pid("127.0.0.3"), signal.SIGKILL)
+    driver = start_cli("tune", spec, "--out", out, "--address", ray_cluster, "--data", synth_dir, "--quiet",
+                       env_extra={"XLA_FLAGS": ""})
+    victim = kill_node_under_a_checkpointed_run(driver, lambda: out.glob("runs/*/attempts.jsonl"))
     stdout, stderr = driver.communicate(timeout=900)
     assert driver.returncode == 0, stdout + stderr
 
     table = pd.read_parquet(out / "leaderboard.parquet")
-    assert len(table) == 2 and set(table.state) == {"finished"}
+    assert len(table) == 2 and set(table.state) == {"finished"}, (table.to_string(), stdout[-3000:], stderr[-3000:])
     summary = json.loads((victim / "summary.json").read_text())
     assert summary["resumed_from"] and summary["resumed_from"][-1] > 0, summary
     attempts = [json.loads(line) for line in (victim / "attempts.jsonl").read_text().splitlines()]
@@ -220,3 +215,30 @@ def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_
     metrics = pd.read_parquet(victim / "metrics.parquet")
     train_steps = metrics[(metrics.split == "train") & (metrics.metric == "loss")].step
     assert sorted(train_steps) == list(range(1, 301)), "the resumed run must continue, not repeat or skip steps"
+
+
+def test_a_trial_reports_each_evaluation_once_and_its_last_only_after_its_runs_end():
+    from tfbind_dist.sweep.search import new_reports
+
+    records = [{"step": s, "valid_auroc": s / 100} for s in (10, 20, 30)]
+    assert [r["step"] for r in new_reports(records, -1, 30, finished=False)] == [10, 20]
+    assert [r["step"] for r in new_reports(records, 20, 30, finished=False)] == []
+    assert [r["step"] for r in new_reports(records, 20, 30, finished=True)] == [30]
+    assert [r["step"] for r in new_reports(records[:2], 10, 30, finished=True)] == [20]  # stopped early (patience)
+
+
+@pytest.mark.slow
+def test_trials_that_draw_the_same_parameters_share_one_run(ray_cluster, synth_dir, tmp_path):
+    spec = _write(tmp_path, {
+        "name": "same", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 30, "eval_every": 10}},
+        "tfs": ["CTCF"], "space": {"train.learning_rate": {"choice": [0.002]}}, "scheduler": "none",
+        "resources": {"cpus": 1}, "num_samples": 3, "max_concurrent": 3})
+    out = tmp_path / "search"
+    run_cli("tune", spec, "--out", out, "--address", ray_cluster, "--data", synth_dir, "--quiet",
+            env_extra={"XLA_FLAGS": ""}, check=True)
+    table = pd.read_parquet(out / "leaderboard.parquet")
+    (run,) = list(out.glob("runs/*"))
+    assert len(table) == 3 and set(table.state) == {"finished"} and set(table.runs) == {f"runs/{run.name}"}
+    assert sorted(table.steps) == [0, 0, 30]  # trained once, counted once
+    assert len((run / "attempts.jsonl").read_text().splitlines()) == 1
+    assert table.objective.nunique() == 1

@@ -44,6 +44,17 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
 
 
+def _add_spec_flags(p: argparse.ArgumentParser, spec_help: str, out_help: str, unit: str) -> None:
+    """SPEC, --out, --address, --data and --set of the commands that run a spec's trainings on Ray."""
+    p.add_argument("spec", help=spec_help)
+    p.add_argument("--out", required=True, help=f"{out_help} (on storage every node can reach)")
+    p.add_argument("--address", default="local",
+                   help="'local' (start Ray here), 'auto' (the cluster this machine belongs to) or HOST:PORT")
+    p.add_argument("--data", help=f"override data.path for every {unit} (a dataset dir or 'synthetic')")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help=f"override a field for every {unit}, e.g. --set train.steps=100 (repeatable)")
+
+
 def _run_config(args):
     from tfbind_dist import config as C
 
@@ -286,7 +297,7 @@ def cmd_tune(args) -> int:
     table = run_search(spec, args.out, address=args.address, progress=not args.quiet, max_failures=args.max_failures)
     errors = int((table.state == "error").sum()) if len(table) else 0
     print(f"leaderboard: {args.out}/leaderboard.md" + (f"; {errors} trials failed" if errors else ""))
-    return 1 if errors and errors == len(table) else 0
+    return 1 if errors else 0
 
 
 def cmd_score(args) -> int:
@@ -411,13 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the cluster's nodes. Each job trains into SWEEP_DIR/JOB_ID; a job whose worker "
                                    "or node dies is retried and resumes from its latest checkpoint; finished jobs are "
                                    "skipped on a re-run. Writes leaderboard.{md,parquet} and learning curves.")
-    p.add_argument("spec", help="sweep spec YAML, e.g. jobs/per_tf.yaml")
-    p.add_argument("--out", required=True, help="sweep directory (on storage every node can reach)")
-    p.add_argument("--address", default="local",
-                   help="'local' (start Ray here), 'auto' (the cluster this machine belongs to) or HOST:PORT")
-    p.add_argument("--data", help="override data.path for every job (a dataset dir or 'synthetic')")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="override a field for every job, e.g. --set steps=100 (repeatable)")
+    _add_spec_flags(p, "sweep spec YAML, e.g. jobs/per_tf.yaml", "sweep directory", "job")
     p.add_argument("--only", action="append", metavar="KEY=V1,V2", default=[],
                    help="run only jobs whose field has one of these values, e.g. --only data.tf=GABPA,REST")
     p.add_argument("--cpus-per-job", type=float, default=1.0)
@@ -432,20 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="hyperparameter search on Ray Tune (random or Optuna TPE, ASHA early stopping)",
                        description="Search the space of SPEC (jobs/tune_*.yaml): Ray Tune samples trials, each trains "
-                                   "one run per TF of the spec into OUT/runs/<trial>/<TF> and reports the mean "
+                                   "one run per TF of the spec into OUT/runs/<job id> and reports the mean "
                                    "validation auROC at every evaluation; ASHA stops the weak ones early. A trial "
                                    "whose node dies resumes from its checkpoints; re-running the same command after a "
                                    "crash continues the search without retraining finished trials. Writes "
                                    "OUT/leaderboard.{parquet,md}, learning_curves.png, objective_vs_params.png and "
                                    "best_recipe.yaml (for `tfbind train --recipe`).")
-    p.add_argument("spec", help="search spec YAML, e.g. jobs/tune_demo.yaml")
-    p.add_argument("--out", required=True, help="search directory (on storage every node can reach)")
-    p.add_argument("--address", default="local",
-                   help="'local' (start Ray here), 'auto' (the cluster this machine belongs to) or HOST:PORT")
+    _add_spec_flags(p, "search spec YAML, e.g. jobs/tune_demo.yaml", "search directory", "trial")
     p.add_argument("--num-samples", type=int, help="trials to sample (default: the spec's num_samples)")
-    p.add_argument("--data", help="override data.path for every trial (a dataset dir or 'synthetic')")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="override a field of the base recipe for every trial, e.g. --set train.steps=60 (repeatable)")
     p.add_argument("--max-failures", type=int, default=2,
                    help="restarts of a trial whose process or node died (each resumes from its checkpoints)")
     p.add_argument("--quiet", action="store_true", help="no trial table while it runs")

@@ -31,6 +31,11 @@ def train_process(config: dict[str, Any], workdir: str, coordinator: str | None 
     return train_and_evaluate(C.from_dict(config), workdir, progress=False)
 
 
+def process_bundle(cpus: float = 0.0, gpus: float = 0.0, tpus: float = 0.0) -> dict[str, float]:
+    """The resources of one training process, as a placement-group bundle (zero amounts left out)."""
+    return {k: float(v) for k, v in {"CPU": cpus, "GPU": gpus, "TPU": tpus}.items() if v}
+
+
 def _coordinator_address() -> str:
     """HOST:PORT for process 0 of a multi-host job: this node's address and a free port."""
     import ray

@@ -19,7 +19,7 @@ import pandas as pd
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir
 from tfbind_dist.storage import as_path, storage_env, write_text_atomic
-from tfbind_dist.sweep.launch import start_processes
+from tfbind_dist.sweep.launch import process_bundle, start_processes
 from tfbind_dist.sweep.report import write_report
 from tfbind_dist.sweep.spec import Job, SweepSpec
 
@@ -107,7 +107,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
         connect(address, env_vars=storage_env())
         import ray
 
-        bundle = {k: v for k, v in {"CPU": cpus_per_job, "GPU": gpus_per_job, "TPU": tpus_per_job}.items() if v}
+        bundle = process_bundle(cpus_per_job, gpus_per_job, tpus_per_job)
         group = ray.remote(_train_group)
         refs = {}
         for job in todo:

@@ -2,7 +2,8 @@
 
 Ray Tune decides what to train and when to stop (its searchers, ASHA); the training is
 the project's own: each trial starts the processes of `train_and_evaluate` through the
-sweeps' launcher (`sweep.launch`), one run directory per TF under OUT/runs/<trial>/, and
+sweeps' launcher (`sweep.launch`), one run directory per TF under OUT/runs/ (named by its
+configuration, so trials that draw the same parameters share it: see `RunClaims`), and
 reports every evaluation's validation auROC (mean over the TFs) to Tune by reading the
 runs' metrics. A trial's runs are its whole state: a trial that Tune restarts (its node
 died, or the driver was killed and the experiment restored) resumes them from their latest
@@ -10,7 +11,7 @@ checkpoints; finished trials are not run again.
 
     OUT/search.json              the spec (a re-run must match it)
     OUT/tune/                    Ray Tune's experiment (restored on a re-run)
-    OUT/runs/<trial>/<TF>/       run directories
+    OUT/runs/<job id>/           run directories (`{TF}-{model}-s{seed}-{hash}`, as in sweeps)
     OUT/leaderboard.{parquet,md}, learning_curves.png, objective_vs_params.png, best_recipe.yaml
 With `objective: per_tf`, each TF has this layout under OUT/<TF>/ and OUT/leaderboard.* lists all.
 """
@@ -36,45 +37,76 @@ SPEC_FILE = "search.json"
 EXPERIMENT = "tune"
 
 
-def _run_trial(params: dict[str, Any], *, spec: SearchSpec, root: str, poll_seconds: float) -> None:
-    """One trial (runs in Tune's trial actor, which holds no resources): start, watch and report its runs."""
+def new_reports(records: list[dict[str, Any]], reported: int, last_step: int, finished: bool) -> list[dict[str, Any]]:
+    """The evaluation records to report now: those after step `reported`, but the last step's only once the
+    runs have finished (the scheduler stops a trial that reaches its last step, which must not cut off the
+    runs' test evaluation and summary)."""
+    return [r for r in records if r["step"] > reported and (finished or r["step"] < last_step)]
+
+
+class RunClaims:
+    """Which live trial trains each run directory (a Ray actor, one per experiment run).
+
+    Trials that draw the same parameters share their runs (OUT/runs/<job id>): the first to claim a run
+    trains it; the others follow its evaluations, and take it over (resuming from its checkpoint) if
+    the trial training it ends first, e.g. stopped by the scheduler.
+    """
+
+    def __init__(self):
+        self.owners: dict[str, str] = {}
+
+    def claim(self, run: str, trial_id: str) -> bool:
+        return self.owners.setdefault(run, trial_id) == trial_id
+
+    def release(self, runs: list[str], trial_id: str) -> None:
+        for run in runs:
+            if self.owners.get(run) == trial_id:
+                del self.owners[run]
+
+
+def _run_trial(params: dict[str, Any], *, spec: SearchSpec, root: str, claims, poll_seconds: float) -> None:
+    """One trial (runs in Tune's trial actor, which holds no resources): train or follow its runs, report them."""
     import ray
     from ray import tune
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     trial_id = tune.get_context().get_trial_id()
-    runs = trial_runs(root, trial_id, spec.tfs)
+    runs = trial_runs(root, spec, params)
     group = ray.util.get_current_placement_group()
-    refs = []
-    for k, (tf, run) in enumerate(runs.items()):
-        place = lambda i, k=k: PlacementGroupSchedulingStrategy(  # noqa: E731
+    refs: dict[str, list] = {}  # TF -> this trial's processes training its run
+
+    def start(k: int, tf: str, run) -> None:
+        place = lambda i: PlacementGroupSchedulingStrategy(  # noqa: E731
             group, placement_group_bundle_index=k * spec.hosts + i)
-        refs += start_processes(spec.trial_config(params, tf).to_dict(), str(run.path), spec.hosts, bundle(spec),
-                                place)
+        refs[tf] = start_processes(spec.trial_config(params, tf).to_dict(), str(run.path), spec.hosts, spec.bundle(),
+                                   place)
+
     last_step = spec.trial_config(params, spec.tfs[0]).train.steps
-    reported = -1
+    reported, seen, active = -1, None, []
     try:
         while True:
-            done, _ = ray.wait(refs, num_returns=len(refs), timeout=poll_seconds)
-            finished = len(done) == len(refs)
-            if finished:
-                ray.get(refs)  # a failed process fails the trial: Tune restarts it and its runs resume
-            for record in evaluations(runs):
-                # The last evaluation waits for the runs' ends: the scheduler stops a trial that reaches its
-                # last step, which must not cut off the test evaluation and summary.
-                if record["step"] > reported and (finished or record["step"] < last_step):
+            for k, (tf, run) in enumerate(runs.items()):
+                if tf not in refs and not run.is_finished() and ray.get(claims.claim.remote(str(run.path), trial_id)):
+                    start(k, tf, run)
+                    active += refs[tf]
+            if active:
+                done, active = ray.wait(active, num_returns=len(active), timeout=poll_seconds)
+                ray.get(done)  # a failed process fails the trial at once: Tune restarts it and its runs resume
+            else:  # following runs another trial trains
+                time.sleep(poll_seconds)
+            finished = not active and all(run.is_finished() for run in runs.values())
+            progress = [run.progress().get("step") for run in runs.values()]
+            if progress != seen or finished:  # metrics are read only after a new evaluation
+                seen = progress
+                for record in new_reports(evaluations(runs), reported, last_step, finished):
                     tune.report(record)
                     reported = record["step"]
             if finished:
                 return
-    finally:  # stopped by the scheduler (or failed): stop its training processes too
-        for ref in refs:
+    finally:  # stopped by the scheduler (or failed): stop its training processes, let another trial take its runs
+        for ref in (ref for group_refs in refs.values() for ref in group_refs):
             ray.cancel(ref, force=True)
-
-
-def bundle(spec: SearchSpec) -> dict[str, float]:
-    """Resources of one training process."""
-    return {k: v for k, v in {"CPU": spec.cpus, "GPU": spec.gpus}.items() if v}
+        claims.release.remote([str(run.path) for tf, run in runs.items() if tf in refs], trial_id)
 
 
 def _searcher(spec: SearchSpec):
@@ -105,12 +137,18 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
     """Run (or continue) one Tune experiment under `out`; returns its ResultGrid."""
     from ray import tune
 
-    trainable = tune.with_parameters(_run_trial, spec=spec, root=_storage_path(out), poll_seconds=poll_seconds)
-    workers = [bundle(spec)] * (spec.hosts * len(spec.tfs))
+    import ray
+
+    claims = ray.remote(num_cpus=0)(RunClaims).remote()
+    trainable = tune.with_parameters(_run_trial, spec=spec, root=_storage_path(out), claims=claims,
+                                     poll_seconds=poll_seconds)
+    workers = [spec.bundle()] * (spec.hosts * len(spec.tfs))
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory(
         [{}, *workers], strategy="STRICT_SPREAD" if spec.hosts > 1 else "PACK"))
     experiment = f"{_storage_path(out).rstrip('/')}/{EXPERIMENT}"
-    if tune.Tuner.can_restore(experiment):
+    # Tune saves the experiment's state a few seconds after it starts; a driver killed before that left
+    # nothing to restore (its runs keep their checkpoints, under trial ids the new experiment does not reuse).
+    if tune.Tuner.can_restore(experiment) and any(as_path(experiment).glob("experiment_state-*.json")):
         print(f"continuing the search in {experiment}", flush=True)
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
     else:

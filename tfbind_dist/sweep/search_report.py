@@ -26,9 +26,12 @@ LEADERBOARD = "leaderboard"
 BEST_RECIPE = "best_recipe.yaml"
 
 
-def trial_runs(root: AnyPath, trial_id: str, tfs: tuple[str, ...]) -> dict[str, RunDir]:
-    """The run directory of each TF of one trial."""
-    return {tf: RunDir(as_path(root) / RUNS / trial_id / tf) for tf in tfs}
+def trial_runs(root: AnyPath, spec: SearchSpec, params: dict[str, Any]) -> dict[str, RunDir]:
+    """The run directory of each TF of a trial: OUT/runs/<job id>, named by the run's configuration as a
+    sweep's jobs are, so trials that draw the same parameters share their runs."""
+    from tfbind_dist.sweep.spec import job_id
+
+    return {tf: RunDir(as_path(root) / RUNS / job_id(spec.trial_config(params, tf))) for tf in spec.tfs}
 
 
 def valid_curve(run: RunDir) -> dict[int, float]:
@@ -59,23 +62,25 @@ def _trials(results) -> list[tuple[str, str, dict[str, Any]]]:
 
 def trial_table(spec: SearchSpec, out: AnyPath, trials) -> pd.DataFrame:
     """One row per trial: state, objective (mean over TFs of each run's best valid auROC), steps, parameters."""
-    rows = []
-    for trial_id, status, params in trials:
-        runs = trial_runs(out, trial_id, spec.tfs)
+    rows, counted = [], set()
+    for trial_id, status, params in sorted(trials, key=lambda t: t[0]):
+        runs = trial_runs(out, spec, params)
         curves = {tf: valid_curve(run) for tf, run in runs.items()}
         finished = all(run.is_finished() for run in runs.values())
         best = {tf: max(c.values()) if c else float("nan") for tf, c in curves.items()}
         row = {"trial": trial_id,
-               "state": "finished" if finished else "error" if status == "ERROR" else "stopped",
+               "state": "finished" if finished else {"ERROR": "error", "PENDING": "pending"}.get(status, "stopped"),
                "objective": sum(best.values()) / len(best),
-               "steps": sum(max(c) if c else 0 for c in curves.values()),
+               # steps trained for this trial; a run it shares with an earlier trial (same parameters) counts there
+               "steps": sum(max(curves[tf], default=0) for tf, run in runs.items() if str(run.path) not in counted),
                "last_step": max((r["step"] for r in evaluations(runs)), default=0),
                **{k: params.get(k) for k in spec.space},
                **{f"valid_auroc_{tf}": v for tf, v in best.items()}}
         for tf, run in runs.items():
             summary = run.summary() or {}
             row[f"test_auroc_{tf}"] = summary.get("test_auroc")
-        row["runs"] = f"runs/{trial_id}"
+        row["runs"] = " ".join(f"{RUNS}/{run.path.name}" for run in runs.values())
+        counted |= {str(run.path) for run in runs.values()}
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("objective", ascending=False, ignore_index=True, na_position="last") if rows else table
@@ -87,11 +92,11 @@ def write_leaderboard(table: pd.DataFrame, out: AnyPath) -> None:
     write_text_atomic(out / f"{LEADERBOARD}.md", to_markdown(table))
 
 
-def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame) -> None:
+def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame, params: dict[str, dict]) -> None:
     """Mean validation auROC against step, one line per trial (dashed: stopped early)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in table.itertuples(index=False):
-        curve = evaluations(trial_runs(out, row.trial, spec.tfs))
+        curve = evaluations(trial_runs(out, spec, params[row.trial]))
         if curve:
             ax.plot([r["step"] for r in curve], [r[METRIC] for r in curve],
                     "-" if row.state == "finished" else "--", marker=".", label=row.trial)
@@ -148,10 +153,11 @@ def write_best_recipe(spec: SearchSpec, out: AnyPath, best: pd.Series) -> None:
 
 def write_search_report(spec: SearchSpec, out: AnyPath, results, *, wall_seconds: float) -> pd.DataFrame:
     """Write the leaderboard, figures and best recipe of one experiment; print its summary."""
-    table = trial_table(spec, out, _trials(results))
+    trials = _trials(results)
+    table = trial_table(spec, out, trials)
     write_leaderboard(table, out)
     if len(table):
-        plot_learning_curves(spec, out, table)
+        plot_learning_curves(spec, out, table, {trial_id: p for trial_id, _, p in trials})
         plot_objective_vs_params(spec, out, table)
     best = best_trial(table)
     counts = table.state.value_counts().to_dict() if len(table) else {}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tfbind_dist import config as C
-from tfbind_dist.sweep.spec import flatten
+from tfbind_dist.sweep.spec import flatten, read_spec
 
 SPEC_KEYS = {"name", "recipe", "defaults", "tfs", "objective", "space", "searcher", "scheduler", "resources",
              "max_concurrent", "num_samples", "seed"}
@@ -75,8 +75,14 @@ class SearchSpec:
         """What identifies the experiment (compared when a search directory is resumed)."""
         return {"name": self.name, "base": self.base.identity(), "tfs": list(self.tfs), "objective": self.objective,
                 "space": {k: [d, list(a)] for k, (d, a) in self.space.items()}, "searcher": self.searcher,
-                "scheduler": vars(self.scheduler), "hosts": self.hosts, "num_samples": self.num_samples,
-                "seed": self.seed}
+                "scheduler": vars(self.scheduler), "cpus": self.cpus, "gpus": self.gpus, "hosts": self.hosts,
+                "max_concurrent": self.max_concurrent, "num_samples": self.num_samples, "seed": self.seed}
+
+    def bundle(self) -> dict[str, float]:
+        """Resources of one training process."""
+        from tfbind_dist.sweep.launch import process_bundle
+
+        return process_bundle(self.cpus, self.gpus)
 
     def tune_space(self) -> dict[str, Any]:
         """The space as Ray Tune domains, keyed by dotted config key."""
@@ -127,23 +133,25 @@ def load_search(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
     here, naming it, before any trial starts.
     """
     path = Path(path)
-    raw = C.read_yaml(path, "search spec") or {}
-    if not isinstance(raw, dict):
-        raise C.ConfigError(f"{path}: a search spec is a mapping with keys {sorted(SPEC_KEYS)}")
-    unknown = set(raw) - SPEC_KEYS
-    if unknown:
-        raise C.ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; a search spec has {sorted(SPEC_KEYS)}")
-    try:
-        base = C.load_recipe(raw["recipe"]) if raw.get("recipe") else C.RunConfig()
-        base = C.with_overrides(C.with_overrides(base, flatten(raw.get("defaults") or {})), overrides or {})
-    except C.ConfigError as err:
-        raise C.ConfigError(f"{path}: defaults: {err}") from None
+    raw = read_spec(path, "search spec", SPEC_KEYS)
+    base = C.RunConfig()
+    for where, step in (("recipe", lambda b: C.load_recipe(raw["recipe"]) if raw.get("recipe") else b),
+                        ("defaults", lambda b: C.with_overrides(b, flatten(raw.get("defaults") or {}))),
+                        ("--set/--data", lambda b: C.with_overrides(b, overrides or {}))):
+        try:
+            base = step(base)
+        except C.ConfigError as err:
+            raise C.ConfigError(f"{path}: {where}: {err}") from None
     tfs = raw.get("tfs") or [base.data.tf]
     if isinstance(tfs, str):
         tfs = [tfs]
+    if not isinstance(tfs, list):
+        raise C.ConfigError(f"{path}: tfs must be a list of TF names, got {tfs!r}")
     bad = [t for t in tfs if t not in C.TFS]
     if bad:
         raise C.ConfigError(f"{path}: tfs: unknown TF {bad[0]!r}; known: {list(C.TFS)}")
+    if len(set(tfs)) < len(tfs):
+        raise C.ConfigError(f"{path}: tfs: {sorted(t for t in set(tfs) if tfs.count(t) > 1)[0]!r} is listed twice")
     objective = raw.get("objective", "mean")
     if objective not in OBJECTIVES:
         raise C.ConfigError(f"{path}: objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -175,28 +183,47 @@ def load_search(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
         sched_raw = {"name": "none"}
     if isinstance(sched_raw, str):
         sched_raw = {"name": sched_raw}
-    try:
-        scheduler = Scheduler(**sched_raw)
-    except TypeError:
-        raise C.ConfigError(f"{path}: scheduler takes name, grace_period, reduction_factor; got {sched_raw!r}") from None
-    if scheduler.name not in ("asha", "none") or scheduler.grace_period < 0 or not scheduler.reduction_factor > 1:
-        raise C.ConfigError(f"{path}: scheduler must be `none` or asha with grace_period >= 0 (steps) and "
-                            f"reduction_factor > 1; got {sched_raw!r}")
+    if not isinstance(sched_raw, dict) or set(sched_raw) - {"name", "grace_period", "reduction_factor"} \
+            or sched_raw.get("name", "asha") not in ("asha", "none"):
+        raise C.ConfigError(f"{path}: scheduler must be `none` or {{name: asha, grace_period: STEPS, "
+                            f"reduction_factor: R}}; got {sched_raw!r}")
+    scheduler = Scheduler(sched_raw.get("name", "asha"),
+                          _number(sched_raw.get("grace_period", 0), f"{path}: scheduler.grace_period", int, 0),
+                          _number(sched_raw.get("reduction_factor", 3), f"{path}: scheduler.reduction_factor", float, 1))
+    if scheduler.reduction_factor <= 1:
+        raise C.ConfigError(f"{path}: scheduler.reduction_factor must be > 1, got {scheduler.reduction_factor}")
     resources = raw.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise C.ConfigError(f"{path}: resources must be a mapping of cpus, gpus, hosts; got {resources!r}")
     unknown = set(resources) - {"cpus", "gpus", "hosts"}
     if unknown:
         raise C.ConfigError(f"{path}: resources: unknown key {sorted(unknown)[0]!r}; use cpus, gpus, hosts")
-    hosts = int(resources.get("hosts", 1))
+    cpus = _number(resources.get("cpus", 1), f"{path}: resources.cpus", float, 0)
+    gpus = _number(resources.get("gpus", 0), f"{path}: resources.gpus", float, 0)
+    hosts = _number(resources.get("hosts", 1), f"{path}: resources.hosts", int, 1)
+    if not cpus and not gpus:
+        raise C.ConfigError(f"{path}: resources: a training process needs cpus or gpus (both are 0)")
     if hosts > 1 and objective == "mean" and len(tfs) > 1:
         raise C.ConfigError(f"{path}: resources.hosts={hosts} trains one TF per trial; use objective: per_tf")
     spec = SearchSpec(
         name=raw.get("name") or path.stem, base=base, tfs=tuple(tfs), objective=objective, space=space,
-        searcher=searcher, scheduler=scheduler, cpus=float(resources.get("cpus", 1)),
-        gpus=float(resources.get("gpus", 0)), hosts=hosts, max_concurrent=int(raw.get("max_concurrent", 0)),
-        num_samples=int(raw.get("num_samples", 4)), seed=int(raw.get("seed", 0)))
-    if spec.num_samples < 1 or spec.max_concurrent < 0 or not math.isfinite(spec.cpus) or spec.cpus < 0:
-        raise C.ConfigError(f"{path}: num_samples must be >= 1, max_concurrent >= 0 and resources.cpus >= 0")
+        searcher=searcher, scheduler=scheduler, cpus=cpus, gpus=gpus, hosts=hosts,
+        max_concurrent=_number(raw.get("max_concurrent", 0), f"{path}: max_concurrent", int, 0),
+        num_samples=_number(raw.get("num_samples", 4), f"{path}: num_samples", int, 1),
+        seed=_number(raw.get("seed", 0), f"{path}: seed", int, 0))
+    if scheduler.name == "asha" and spec.grace_steps() > spec.max_steps():
+        raise C.ConfigError(f"{path}: scheduler.grace_period={spec.grace_steps()} is longer than the trials "
+                            f"({spec.max_steps()} steps); lower it or raise train.steps")
     return spec
+
+
+def _number(value: Any, key: str, kind: type, minimum: float):
+    """`value` as int or float, at least `minimum`; else an error naming `key`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+        (kind is float or float(value).is_integer())
+    if not ok or value < minimum:
+        raise C.ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'} >= {minimum}, got {value!r}")
+    return kind(value)
 
 
 def with_samples(spec: SearchSpec, num_samples: int | None) -> SearchSpec:

@@ -68,15 +68,21 @@ def _apply(base: C.RunConfig, overrides: dict[str, Any], where: str) -> C.RunCon
         raise C.ConfigError(f"{where}: {err}") from None
 
 
+def read_spec(path: Path, what: str, keys: set[str]) -> dict[str, Any]:
+    """A spec file's top-level mapping, its keys checked against `keys` (the first unknown one named)."""
+    raw = C.read_yaml(path, what) or {}
+    if not isinstance(raw, dict):
+        raise C.ConfigError(f"{path}: a {what} is a mapping with keys {sorted(keys)}")
+    unknown = set(raw) - keys
+    if unknown:
+        raise C.ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; a {what} has {sorted(keys)}")
+    return raw
+
+
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Parse and validate a sweep spec; `overrides` (from --set/--data) apply to every job."""
     path = Path(path)
-    raw = C.read_yaml(path, "sweep spec") or {}
-    if not isinstance(raw, dict):
-        raise C.ConfigError(f"{path}: a sweep spec is a mapping with keys {sorted(SPEC_KEYS)}")
-    unknown = set(raw) - SPEC_KEYS
-    if unknown:
-        raise C.ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; a sweep spec has {sorted(SPEC_KEYS)}")
+    raw = read_spec(path, "sweep spec", SPEC_KEYS)
     try:
         base = C.load_recipe(raw["recipe"]) if raw.get("recipe") else C.RunConfig()
         defaults = _apply(base, flatten(raw.get("defaults") or {}), "defaults")
