@@ -139,7 +139,11 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
 
     import ray
 
-    claims = ray.remote(num_cpus=0)(RunClaims).remote()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # on the driver's node: the experiment lives as long as that node does, whichever other node is lost
+    claims = ray.remote(num_cpus=0)(RunClaims).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=False)).remote()
     trainable = tune.with_parameters(_run_trial, spec=spec, root=_storage_path(out), claims=claims,
                                      poll_seconds=poll_seconds)
     workers = [spec.bundle()] * (spec.hosts * len(spec.tfs))
