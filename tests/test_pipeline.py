@@ -66,36 +66,3 @@ def test_eval_batches_cover_split_once_with_padding():
 def test_too_small_split_is_rejected():
     with pytest.raises(ValueError, match="fewer than one batch"):
         pipeline.train_dataset(_split(n=10), batch_size=32, seed=0)
-
-
-def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_its_thread():
-    import threading
-
-    from tfbind_dist.data.batching import read_ahead
-
-    assert list(read_ahead(iter(range(100)), depth=3)) == list(range(100))
-
-    def failing():
-        yield 1
-        raise OSError("disk gone")
-
-    got = []
-    with pytest.raises(OSError, match="disk gone"):
-        for item in read_ahead(failing()):
-            got.append(item)
-    assert got == [1]
-
-    consumed = []
-
-    def endless():
-        i = 0
-        while True:
-            consumed.append(i)
-            yield i
-            i += 1
-
-    reader = read_ahead(endless(), depth=2)
-    assert [next(reader) for _ in range(5)] == list(range(5))
-    reader.close()  # the consumer stops early: the producer thread ends, having read at most depth + 2 ahead
-    assert not any(t.name == "tfbind-read-ahead" and t.is_alive() for t in threading.enumerate())
-    assert len(consumed) <= 5 + 2 + 2

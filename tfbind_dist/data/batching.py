@@ -5,14 +5,10 @@ kernel compiles once, whatever the number of sequences. Used by predict, explain
 """
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
-
-T = TypeVar("T")
 
 
 def pad_rows(codes: np.ndarray, rows: int) -> np.ndarray:
@@ -41,48 +37,3 @@ def apply_in_batches(fn: Callable[[np.ndarray], Any], codes: np.ndarray, batch_s
     if isinstance(parts[0], dict):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return np.concatenate(parts)
-
-
-def read_ahead(iterable: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """The items of `iterable`, produced by a background thread up to `depth` items ahead.
-
-    For readers whose work releases the GIL (Parquet decoding, object-store reads), so reading
-    the next batch overlaps with scoring this one. An error of the reader is raised here, in order.
-    """
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce():
-        try:
-            for item in iterable:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put((done, None))
-        except BaseException as err:  # handed to the consumer
-            items.put((done, err))
-
-    thread = threading.Thread(target=produce, name="tfbind-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, err = items.get()
-            if item is done:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it finish
-            try:
-                items.get_nowait()
-            except queue.Empty:
-                pass
-            thread.join(timeout=0.05)

@@ -18,7 +18,6 @@ import json
 import os
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -26,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from tfbind_dist.data.batching import read_ahead
 from tfbind_dist.data.io import DataError
 from tfbind_dist.data.shard import SHARD_MANIFEST, read_shard_manifest
 from tfbind_dist.ray_utils import connect
@@ -100,55 +98,40 @@ class ShardScorer:
         return rows, len(bad_ids)
 
     def _stream_scores(self, source, name: str, target) -> tuple[int, list[int], list[str]]:
-        """Score `source` batch by batch into the Parquet file `target`, in row groups of ~ROW_GROUP_ROWS.
-
-        The next batch is read, and the previous row group written, by background threads while
-        this one is scored (Parquet decoding, compression and storage I/O release the GIL).
-        """
+        """Score `source` batch by batch into the Parquet file `target`, in row groups of ~ROW_GROUP_ROWS."""
         from tfbind_dist.scoring.scorer import score_table
 
         columns = [c for c in source.schema_arrow.names if c in INPUT_COLUMNS]
         score = lambda table: score_table(table, self.models, self.outputs, ism_dtype=self.ism_dtype,  # noqa: E731
                                           pad_to=self.batch_size)
         rows, bad_ids, bad_reasons = 0, [], []
-        group, group_rows, group_bytes, writer, writing = [], 0, 0, None, None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfbind-write") as background:
-            def write(tables):  # one row group at a time, in order
-                nonlocal writing
-                if writing is not None:
-                    writing.result()
-                writing = background.submit(writer.write_table, pa.concat_tables(tables))
-
-            try:
-                for batch in read_ahead(source.iter_batches(batch_size=self.batch_size, columns=columns)):
-                    batch = pa.Table.from_batches([batch])
-                    scored = score(batch)
-                    if scored.errors and self.on_bad_rows == "fail":
-                        row, reason = scored.errors[0]
-                        raise ShardFailed(f"shard {name} row id {batch.column('id')[row].as_py()}: {reason} "
-                                          "(shard not written)")
-                    bad_ids += [batch.column("id")[row].as_py() for row, _ in scored.errors]
-                    bad_reasons += [reason for _, reason in scored.errors]
-                    if writer is None:
-                        writer = pq.ParquetWriter(target, scored.table.schema, compression="zstd")
-                    group.append(scored.table)
-                    rows, group_rows, group_bytes = (rows + scored.table.num_rows, group_rows + scored.table.num_rows,
-                                                     group_bytes + scored.table.nbytes)
-                    if group_rows >= ROW_GROUP_ROWS or group_bytes >= ROW_GROUP_BYTES:
-                        write(group)
-                        group, group_rows, group_bytes = [], 0, 0
-                if writer is None:  # a shard without rows still gets its (empty) output
-                    empty = score(source.schema_arrow.empty_table().select(columns)).table
-                    writer = pq.ParquetWriter(target, empty.schema, compression="zstd")
-                if group:
-                    write(group)
-                if writing is not None:
-                    writing.result()
-            finally:
-                if writing is not None:
-                    writing.exception()  # wait: the writer must be idle before it is closed
-                if writer is not None:
-                    writer.close()
+        group, group_rows, group_bytes, writer = [], 0, 0, None
+        try:
+            for batch in source.iter_batches(batch_size=self.batch_size, columns=columns):
+                batch = pa.Table.from_batches([batch])
+                scored = score(batch)
+                if scored.errors and self.on_bad_rows == "fail":
+                    row, reason = scored.errors[0]
+                    raise ShardFailed(f"shard {name} row id {batch.column('id')[row].as_py()}: {reason} "
+                                      "(shard not written)")
+                bad_ids += [batch.column("id")[row].as_py() for row, _ in scored.errors]
+                bad_reasons += [reason for _, reason in scored.errors]
+                if writer is None:
+                    writer = pq.ParquetWriter(target, scored.table.schema, compression="zstd")
+                group.append(scored.table)
+                rows, group_rows, group_bytes = (rows + scored.table.num_rows, group_rows + scored.table.num_rows,
+                                                 group_bytes + scored.table.nbytes)
+                if group_rows >= ROW_GROUP_ROWS or group_bytes >= ROW_GROUP_BYTES:
+                    writer.write_table(pa.concat_tables(group))
+                    group, group_rows, group_bytes = [], 0, 0
+            if writer is None:  # a shard without rows still gets its (empty) output
+                empty = score(source.schema_arrow.empty_table().select(columns)).table
+                writer = pq.ParquetWriter(target, empty.schema, compression="zstd")
+            if group:
+                writer.write_table(pa.concat_tables(group))
+        finally:
+            if writer is not None:
+                writer.close()
         return rows, bad_ids, bad_reasons
 
 
