@@ -135,10 +135,8 @@ def _storage_path(out: AnyPath) -> str:
 
 def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seconds: float, max_failures: int):
     """Run (or continue) one Tune experiment under `out`; returns its ResultGrid."""
-    from ray import tune
-
     import ray
-
+    from ray import tune
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # on the driver's node: the experiment lives as long as that node does, whichever other node is lost
@@ -151,7 +149,7 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
         [{}, *workers], strategy="STRICT_SPREAD" if spec.hosts > 1 else "PACK"))
     experiment = f"{_storage_path(out).rstrip('/')}/{EXPERIMENT}"
     # Tune saves the experiment's state a few seconds after it starts; a driver killed before that left
-    # nothing to restore (its runs keep their checkpoints, under trial ids the new experiment does not reuse).
+    # nothing to restore, and a new experiment starts (its runs resume wherever it draws the same parameters).
     if tune.Tuner.can_restore(experiment) and any(as_path(experiment).glob("experiment_state-*.json")):
         print(f"continuing the search in {experiment}", flush=True)
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
@@ -170,16 +168,16 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
 def _check_spec(out: AnyPath, spec: SearchSpec) -> None:
     """Record the spec in a new search directory; refuse a directory that holds another search."""
     path = out / SPEC_FILE
-    recorded = spec.to_dict()
+    recorded = json.loads(json.dumps(spec.to_dict(), default=str))  # as it reads back
     if path.exists():
         old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(recorded, default=str)):
-            changed = sorted(k for k in recorded if json.dumps(old.get(k), default=str) != json.dumps(recorded[k], default=str))
+        if old != recorded:
+            changed = sorted(k for k in recorded if old.get(k) != recorded[k])
             raise ConfigError(f"{out} holds search {old.get('name')!r} with a different {', '.join(changed)}; "
                               "use another --out, or the same spec and flags to continue it")
         return
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(recorded, indent=1, default=str))
+    write_text_atomic(path, json.dumps(recorded, indent=1))
 
 
 def run_search(spec: SearchSpec, out: str | Path, *, address: str = "local", progress: bool = True,
@@ -190,8 +188,8 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str = "local", pro
     """
     out = as_path(out)
     _check_spec(out, spec)
-    # Tune saves the experiment's state (its trials and their ids, which name the run directories) every
-    # few seconds; a short period keeps a killed driver's re-run from losing a trial that had just started.
+    # Tune saves the experiment's state (its trials, their parameters and searcher) every few seconds; a short
+    # period keeps a killed driver's re-run from losing a trial that had just started.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     connect(address, env_vars=storage_env())
     parts = [(spec, out)] if spec.objective == "mean" else [(replace(spec, tfs=(tf,)), out / tf) for tf in spec.tfs]

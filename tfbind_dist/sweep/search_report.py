@@ -46,7 +46,11 @@ def valid_curve(run: RunDir) -> dict[int, float]:
 
 def evaluations(runs: dict[str, RunDir]) -> list[dict[str, Any]]:
     """One record per step every run has evaluated: the mean valid auROC and each TF's."""
-    curves = {tf: valid_curve(run) for tf, run in runs.items()}
+    return mean_curve({tf: valid_curve(run) for tf, run in runs.items()})
+
+
+def mean_curve(curves: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
+    """`evaluations` of curves already read (TF -> step -> valid auROC)."""
     steps = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
     return [{"step": s, METRIC: sum(c[s] for c in curves.values()) / len(curves),
              **{f"{METRIC}_{tf}": c[s] for tf, c in curves.items()}} for s in steps]
@@ -60,20 +64,22 @@ def _trials(results) -> list[tuple[str, str, dict[str, Any]]]:
     return [(t.trial_id, t.status, dict(t.config)) for t in analysis.trials]
 
 
-def trial_table(spec: SearchSpec, out: AnyPath, trials) -> pd.DataFrame:
-    """One row per trial: state, objective (mean over TFs of each run's best valid auROC), steps, parameters."""
-    rows, counted = [], set()
+def trial_table(spec: SearchSpec, out: AnyPath, trials) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
+    """One row per trial: state, objective (mean over TFs of each run's best valid auROC), steps, parameters;
+    and each trial's evaluations (`mean_curve`)."""
+    rows, counted, records = [], set(), {}
     for trial_id, status, params in sorted(trials, key=lambda t: t[0]):
         runs = trial_runs(out, spec, params)
         curves = {tf: valid_curve(run) for tf, run in runs.items()}
         finished = all(run.is_finished() for run in runs.values())
         best = {tf: max(c.values()) if c else float("nan") for tf, c in curves.items()}
+        records[trial_id] = mean_curve(curves)
         row = {"trial": trial_id,
                "state": "finished" if finished else {"ERROR": "error", "PENDING": "pending"}.get(status, "stopped"),
                "objective": sum(best.values()) / len(best),
                # steps trained for this trial; a run it shares with an earlier trial (same parameters) counts there
                "steps": sum(max(curves[tf], default=0) for tf, run in runs.items() if str(run.path) not in counted),
-               "last_step": max((r["step"] for r in evaluations(runs)), default=0),
+               "last_step": max((r["step"] for r in records[trial_id]), default=0),
                **{k: params.get(k) for k in spec.space},
                **{f"valid_auroc_{tf}": v for tf, v in best.items()}}
         for tf, run in runs.items():
@@ -83,7 +89,9 @@ def trial_table(spec: SearchSpec, out: AnyPath, trials) -> pd.DataFrame:
         counted |= {str(run.path) for run in runs.values()}
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.sort_values("objective", ascending=False, ignore_index=True, na_position="last") if rows else table
+    if rows:
+        table = table.sort_values("objective", ascending=False, ignore_index=True, na_position="last")
+    return table, records
 
 
 def write_leaderboard(table: pd.DataFrame, out: AnyPath) -> None:
@@ -92,11 +100,12 @@ def write_leaderboard(table: pd.DataFrame, out: AnyPath) -> None:
     write_text_atomic(out / f"{LEADERBOARD}.md", to_markdown(table))
 
 
-def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame, params: dict[str, dict]) -> None:
+def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame,
+                         records: dict[str, list[dict[str, Any]]]) -> None:
     """Mean validation auROC against step, one line per trial (dashed: stopped early)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in table.itertuples(index=False):
-        curve = evaluations(trial_runs(out, spec, params[row.trial]))
+        curve = records[row.trial]
         if curve:
             ax.plot([r["step"] for r in curve], [r[METRIC] for r in curve],
                     "-" if row.state == "finished" else "--", marker=".", label=row.trial)
@@ -153,11 +162,10 @@ def write_best_recipe(spec: SearchSpec, out: AnyPath, best: pd.Series) -> None:
 
 def write_search_report(spec: SearchSpec, out: AnyPath, results, *, wall_seconds: float) -> pd.DataFrame:
     """Write the leaderboard, figures and best recipe of one experiment; print its summary."""
-    trials = _trials(results)
-    table = trial_table(spec, out, trials)
+    table, records = trial_table(spec, out, _trials(results))
     write_leaderboard(table, out)
     if len(table):
-        plot_learning_curves(spec, out, table, {trial_id: p for trial_id, _, p in trials})
+        plot_learning_curves(spec, out, table, records)
         plot_objective_vs_params(spec, out, table)
     best = best_trial(table)
     counts = table.state.value_counts().to_dict() if len(table) else {}
