@@ -1,13 +1,17 @@
 """A real genome end to end: `tfbind data shard` -> `tfbind score` on E. coli K-12 MG1655 (4.6 Mb).
 
 Run: .venv/bin/python benchmarks/bench_ecoli.py [--runs RUN ...] [--ism-windows 2000] [--actors 1]
+     GPU: add --gpus-per-actor 1 --batch-size 4000 --ism-batch-size 500 --ism-windows 8000 (see gpu_scoring.sh)
 
 1. `tfbind data shard` tiles the genome into 23,198 windows of 200 bp (stride 200).
 2. `tfbind score --outputs prob` scores every window with the 10 default-recipe models in one pass.
 3. `tfbind score --outputs ism_summary` scores the first `--ism-windows` windows with one model.
 Each step is the whole command as a user runs it (a private local Ray, actor start, model load,
 compilation, Parquet in and out); next to each, the bare in-process kernel on the same windows
-and models in the same run (`predict` per model; `ism` per model), and their ratio.
+and models in the same run (`predict` per model; `ism` per model), and their ratio. "steady" is the
+rate over the shards after each actor's first (the per-shard seconds in the done markers: no
+start-up, compilation or model load), the figure to project larger inputs from. The scored
+probabilities are compared with the bare kernel's (max |difference|).
 
 Without --runs, the 10 models are trained here from the default recipe for a few steps on
 synthetic data (speed does not depend on how well a model is trained). `make demo` leaves 10
@@ -16,6 +20,7 @@ such runs in runs/demo (pass `--runs runs/demo/*-s42-*`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -23,17 +28,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+# This process runs the bare kernels after the commands: it must not hold (preallocate) the GPU
+# memory the scoring actors need. The commands themselves run with JAX's defaults.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
-from tfbind_dist import config as C
-from tfbind_dist.data.synthetic import synthesize
-from tfbind_dist.interpret.ism import ism
-from tfbind_dist.interpret.outputs import predict
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist import config as C  # noqa: E402
+from tfbind_dist.data.batching import pad_rows  # noqa: E402
+from tfbind_dist.data.synthetic import synthesize  # noqa: E402
+from tfbind_dist.interpret.ism import ism  # noqa: E402
+from tfbind_dist.interpret.outputs import predict  # noqa: E402
+from tfbind_dist.scoring.scorer import load_models  # noqa: E402
+from tfbind_dist.train.loop import train_and_evaluate  # noqa: E402
+from tfbind_dist.train.restore import load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GENOME = REPO.parent / "shared" / "data" / "ecoli_genome" / "MG1655-K12.fasta.gz"
@@ -44,7 +54,8 @@ def tfbind(*args) -> tuple[float, str]:
     """Run `tfbind ARGS` as a user would; (seconds, stdout)."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "tfbind_dist.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "XLA_FLAGS": ""})
+                          env={k: v for k, v in os.environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+                          | {"XLA_FLAGS": ""})
     seconds = time.perf_counter() - started
     if proc.returncode:
         raise RuntimeError(f"tfbind {' '.join(map(str, args))}:\n{proc.stderr[-3000:]}")
@@ -63,12 +74,12 @@ def train_runs(out: Path, steps: int) -> list[Path]:
     return runs
 
 
-def shard_codes(shards: Path, limit: int | None = None) -> np.ndarray:
-    """(N, 200) uint8 codes of the shards, in id order (the first `limit` rows)."""
+def shard_rows(shards: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and (N, 200) uint8 codes of the shards, in id order."""
     tables = [pq.read_table(p, columns=["id", "codes"]) for p in sorted(shards.glob("part-*.parquet"))]
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables(tables).sort_by("id")
     codes = np.frombuffer(table.column("codes").combine_chunks().buffers()[1], np.uint8).reshape(-1, 200)
-    return codes[:limit]
+    return table.column("id").to_numpy(), codes
 
 
 def bare_rate(fn, codes: np.ndarray, batch: int) -> float:
@@ -81,25 +92,50 @@ def bare_rate(fn, codes: np.ndarray, batch: int) -> float:
     return len(codes) / (time.perf_counter() - started)
 
 
+def steady_rate(out: Path) -> float | None:
+    """Rows/s over the shards after each actor's first, from the done markers; None with one shard per actor."""
+    records = [json.loads(p.read_text()) for p in (out / "_done").glob("*.json")]
+    first: dict[str, dict] = {}
+    for r in sorted(records, key=lambda r: r["seconds"], reverse=True):  # an actor's first shard is its slowest
+        first.setdefault(r["actor"], r)
+    rest = [r for r in records if r is not first[r["actor"]]]
+    return sum(r["rows"] for r in rest) / sum(r["seconds"] for r in rest) if rest else None
+
+
+def scored_vs_bare(out: Path, runs: list[Path], codes: np.ndarray, ids: np.ndarray, batch: int) -> float:
+    """Max |scored prob - bare prob| over every window and model."""
+    table = pq.read_table(out).sort_by("id")
+    assert np.array_equal(table.column("id").to_numpy(), ids)
+    worst = 0.0
+    for key, m in load_models(runs):
+        bare = np.concatenate([np.asarray(predict(m.module, m.variables, pad_rows(codes[i:i + batch], batch)))
+                               for i in range(0, len(codes), batch)])[:len(codes)]
+        worst = max(worst, float(np.abs(table.column(f"{key}_prob").to_numpy() - bare).max()))
+    return worst
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", help="10 trained run directories (default: train short ones here)")
+    parser.add_argument("--runs", nargs="+", help="trained run directories (default: train 10 short ones here)")
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--ism-windows", type=int, default=2000)
+    parser.add_argument("--ism-shard-rows", type=int, default=2000)
     parser.add_argument("--actors", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--ism-batch-size", type=int, default=256)
     parser.add_argument("--gpus-per-actor", type=float, default=0.0)
+    parser.add_argument("--genome", type=Path, default=GENOME)
     args = parser.parse_args()
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
-    print(f"device: {device}; genome {GENOME.name}", flush=True)
+    print(f"device: {device}; genome {args.genome.name}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs = [Path(r) for r in args.runs] if args.runs else train_runs(tmp / "runs", args.train_steps)
-        seconds_shard, out = tfbind("data", "shard", GENOME, "--out", tmp / "shards", "--window", "200",
+        seconds_shard, out = tfbind("data", "shard", args.genome, "--out", tmp / "shards", "--window", "200",
                                     "--rows-per-shard", "4000", "--quiet")
         print(out.strip(), flush=True)
-        windows = len(shard_codes(tmp / "shards"))
+        ids, codes = shard_rows(tmp / "shards")
+        windows = len(codes)
         common = ["--address", "local", "--actors", args.actors, "--cpus-per-actor", "1", "--quiet",
                   "--gpus-per-actor", args.gpus_per_actor]
         seconds_prob, out = tfbind("score", "--runs", *runs, "--input", tmp / "shards", "--out", tmp / "prob",
@@ -110,29 +146,35 @@ def main():
 
         ism_shards = tmp / "ism_shards"
         ism_shards.mkdir()
-        first = pq.read_table(sorted((tmp / "shards").glob("part-*.parquet"))[0]).slice(0, args.ism_windows)
-        pq.write_table(first, ism_shards / "part-00000.parquet")
+        first = pa.concat_tables(pq.read_table(p) for p in sorted((tmp / "shards").glob("part-*.parquet")))
+        first = first.slice(0, args.ism_windows)
+        for i in range(0, first.num_rows, args.ism_shard_rows):
+            pq.write_table(first.slice(i, args.ism_shard_rows), ism_shards / f"part-{i // args.ism_shard_rows:05d}.parquet")
         seconds_ism, out = tfbind("score", "--runs", runs[0], "--input", ism_shards, "--out", tmp / "ism",
                                   "--outputs", "ism_summary", "--batch-size", args.ism_batch_size, *common)
         print(out.strip(), flush=True)
+        steady_prob, steady_ism = steady_rate(tmp / "prob"), steady_rate(tmp / "ism")
 
-        codes = shard_codes(tmp / "shards")
         models = [load_model(r) for r in runs]
+        worst = scored_vs_bare(tmp / "prob", runs, codes, ids, args.batch_size)
         bare_prob = 1 / sum(1 / bare_rate(lambda c, m=m: predict(m.module, m.variables, c), codes, args.batch_size)
-                            for m in models)  # rows/s of all 10 models one after the other
+                            for m in models)  # rows/s of all the models one after the other
         m = models[0]
         bare_ism = bare_rate(lambda c: ism(m.module, m.variables, c).delta, codes[:args.ism_windows],
                              args.ism_batch_size)
     prob_rate, ism_rate = windows / seconds_prob, args.ism_windows / seconds_ism
     print(f"\n{device}; {windows:,} windows of 200 bp; {len(runs)} models ({models[0].config.model.name})")
-    print(f"tfbind data shard: {seconds_shard:.1f} s")
-    print(f"{'step':34s} {'rows/s':>9s} {'seconds':>8s} {'bare kernel rows/s':>19s} {'÷ bare':>7s}")
-    print(f"{'score prob, 10 models, one pass':34s} {prob_rate:9,.0f} {seconds_prob:8.1f} {bare_prob:19,.0f} "
-          f"{prob_rate / bare_prob:7.1%}")
-    print(f"{'score ism_summary, 1 model':34s} {ism_rate:9,.1f} {seconds_ism:8.1f} {bare_ism:19,.1f} "
-          f"{ism_rate / bare_ism:7.1%}")
-    print("rows/s: whole commands (Ray start, model load, compilation included); bare: in-process kernels on the "
-          "same windows (prob: the 10 models one after the other)")
+    print(f"tfbind data shard: {seconds_shard:.1f} s; scored probabilities vs bare kernel: max |difference| {worst:.1e}")
+    print(f"{'step':34s} {'rows/s':>9s} {'seconds':>8s} {'steady rows/s':>14s} {'bare kernel rows/s':>19s} "
+          f"{'÷ bare':>7s} {'steady ÷ bare':>14s}")
+    for step, rate, seconds, steady, bare in (
+            (f"score prob, {len(runs)} models, one pass", prob_rate, seconds_prob, steady_prob, bare_prob),
+            ("score ism_summary, 1 model", ism_rate, seconds_ism, steady_ism, bare_ism)):
+        steady_cols = f"{steady:14,.1f}" if steady else f"{'-':>14s}"
+        steady_ratio = f"{steady / bare:14.1%}" if steady else f"{'-':>14s}"
+        print(f"{step:34s} {rate:9,.1f} {seconds:8.1f} {steady_cols} {bare:19,.1f} {rate / bare:7.1%} {steady_ratio}")
+    print("rows/s: whole commands (Ray start, model load, compilation included); steady: shards after each actor's "
+          "first; bare: in-process kernels on the same windows (prob: the models one after the other)")
 
 
 if __name__ == "__main__":

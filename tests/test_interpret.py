@@ -69,7 +69,8 @@ def _assert_fast_matches_reference(model, v, codes):
         scale = float(jnp.abs(ref.delta).max())
         assert scale > (1e-3 if output == "prob" else 0.05), "mutations must move the output for a real check"
         np.testing.assert_allclose(fast.delta, ref.delta, atol=1e-5 * max(1.0, scale))
-        np.testing.assert_allclose(fast.reference, ref.reference, rtol=1e-6, atol=1e-6)
+        # the unmutated output: one forward pass in each kernel, batched differently (float32 rounding)
+        np.testing.assert_allclose(fast.reference, ref.reference, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -153,7 +154,7 @@ def test_explain_batches_and_names():
     assert set(out) == {"prediction", "ism", "grad_corrected", "grad"}
     assert all(out[k].shape == (5, L, 4) for k in ("ism", "grad", "grad_corrected"))
     np.testing.assert_allclose(out["prediction"], np.asarray(predict(model, v, codes)), rtol=1e-6)
-    np.testing.assert_allclose(out["ism"], np.asarray(ism_reference(model, v, codes).delta), atol=1e-6)
+    np.testing.assert_allclose(out["ism"], np.asarray(ism_reference(model, v, codes).delta), atol=1e-5)
     assert ARRAY_NAMES["grad-x-input"] == "grad_x_input"
     with pytest.raises(ValueError, match="unknown method"):
         explain(model, v, codes, ["shap"])

@@ -33,7 +33,12 @@ from tfbind_dist.interpret.outputs import chunked_map, forward_fn, transform
 from tfbind_dist.models.blocks import max_pool
 from tfbind_dist.models.splits import ConvStage, ConvStemSplit, MotifPoolSplit
 
-MUTANTS_PER_CHUNK = 4096  # bounds peak memory of both kernels
+MUTANTS_PER_CHUNK = 4096  # bounds peak memory of the fast kernel
+# The reference kernel runs whole models on its chunk. At 4,096 mutants per chunk XLA's GPU
+# autotuner planned ~114 GB for conv_v2's convolutions on an H200 (512 GB at 16,384) for a program
+# that was assigned 288 MiB; at 1,024 it plans within the device (benchmarks/RESULTS.md). 1,024 is
+# also as fast or faster on the CPU.
+REFERENCE_MUTANTS_PER_CHUNK = 1024
 
 
 class ISMResult(NamedTuple):
@@ -63,9 +68,10 @@ def _scatter_deltas(alts: jax.Array, values: jax.Array, codes: jax.Array) -> jax
     return jnp.where(jax.nn.one_hot(codes, 4, dtype=bool), 0.0, full)
 
 
-def _over_sequences(one_sequence: Callable, codes: jax.Array, num_alts: int) -> ISMResult:
+def _over_sequences(one_sequence: Callable, codes: jax.Array, num_alts: int,
+                    mutants_per_chunk: int = MUTANTS_PER_CHUNK) -> ISMResult:
     """Map a per-sequence (delta, reference) kernel over a batch, a bounded number of mutants at a time."""
-    chunk = max(1, MUTANTS_PER_CHUNK // (codes.shape[1] * num_alts))
+    chunk = max(1, mutants_per_chunk // (codes.shape[1] * num_alts))
     delta, reference = chunked_map(one_sequence, codes, chunk)
     return ISMResult(delta, jnp.abs(delta).sum(-1), reference)
 
@@ -93,7 +99,7 @@ def _ism_reference(module, variables, codes, *, n_policy, output, num_alts):
         ref = f(x[None])[0]
         return _scatter_deltas(alts, values - ref, seq), ref
 
-    return _over_sequences(one_sequence, codes, num_alts)
+    return _over_sequences(one_sequence, codes, num_alts, REFERENCE_MUTANTS_PER_CHUNK)
 
 
 def ism_reference(module: nn.Module, variables: dict[str, Any], codes, *, n_policy: str = "uniform",
