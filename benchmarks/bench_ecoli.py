@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python benchmarks/bench_ecoli.py [--runs RUN ...] [--ism-windows 2000] [--actors 1]
      GPU: add --gpus-per-actor 1 --batch-size 4000 --ism-batch-size 500 --ism-windows 8000 (see gpu_scoring.sh)
+     No shared disk: add --gcs-emulator (runs, shards, scores on a local GCS emulator; the `test` extra)
+     and --address HOST:PORT (e.g. the two-node cluster of `cluster/local.sh up`)
 
 1. `tfbind data shard` tiles the genome into 23,198 windows of 200 bp (stride 200).
 2. `tfbind score --outputs prob` scores every window with the 10 default-recipe models in one pass.
@@ -20,6 +22,7 @@ such runs in runs/demo (pass `--runs runs/demo/*-s42-*`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +45,8 @@ from tfbind_dist.data.synthetic import synthesize  # noqa: E402
 from tfbind_dist.interpret.ism import ism  # noqa: E402
 from tfbind_dist.interpret.outputs import predict  # noqa: E402
 from tfbind_dist.scoring.scorer import load_models  # noqa: E402
+from tfbind_dist.storage import as_path, open_parquet, write_bytes_atomic  # noqa: E402
+from tfbind_dist.testing import gcs_emulator  # noqa: E402
 from tfbind_dist.train.loop import train_and_evaluate  # noqa: E402
 from tfbind_dist.train.restore import load_model  # noqa: E402
 
@@ -74,10 +79,25 @@ def train_runs(out: Path, steps: int) -> list[Path]:
     return runs
 
 
-def shard_rows(shards: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_parts(folder, columns=None) -> pa.Table:
+    """The part-*.parquet files of a local or gs:// folder as one table, in id order."""
+    tables = []
+    for part in sorted(as_path(folder).glob("part-*.parquet")):
+        with open_parquet(part) as source:
+            tables.append(source.read(columns=columns))
+    return pa.concat_tables(tables).sort_by("id")
+
+
+def upload(local: Path, remote: str) -> None:
+    """Copy a local folder's files to object storage."""
+    for path in local.rglob("*"):
+        if path.is_file():
+            write_bytes_atomic(f"{remote}/{path.relative_to(local).as_posix()}", path.read_bytes())
+
+
+def shard_rows(shards) -> tuple[np.ndarray, np.ndarray]:
     """Ids and (N, 200) uint8 codes of the shards, in id order."""
-    tables = [pq.read_table(p, columns=["id", "codes"]) for p in sorted(shards.glob("part-*.parquet"))]
-    table = pa.concat_tables(tables).sort_by("id")
+    table = read_parts(shards, ["id", "codes"])
     codes = np.frombuffer(table.column("codes").combine_chunks().buffers()[1], np.uint8).reshape(-1, 200)
     return table.column("id").to_numpy(), codes
 
@@ -92,9 +112,9 @@ def bare_rate(fn, codes: np.ndarray, batch: int) -> float:
     return len(codes) / (time.perf_counter() - started)
 
 
-def steady_rate(out: Path) -> float | None:
+def steady_rate(out) -> float | None:
     """Rows/s over the shards after each actor's first, from the done markers; None with one shard per actor."""
-    records = [json.loads(p.read_text()) for p in (out / "_done").glob("*.json")]
+    records = [json.loads(p.read_text()) for p in (as_path(out) / "_done").glob("*.json")]
     first: dict[str, dict] = {}
     for r in sorted(records, key=lambda r: r["seconds"], reverse=True):  # an actor's first shard is its slowest
         first.setdefault(r["actor"], r)
@@ -102,9 +122,9 @@ def steady_rate(out: Path) -> float | None:
     return sum(r["rows"] for r in rest) / sum(r["seconds"] for r in rest) if rest else None
 
 
-def scored_vs_bare(out: Path, runs: list[Path], codes: np.ndarray, ids: np.ndarray, batch: int) -> float:
+def scored_vs_bare(out, runs: list[str], codes: np.ndarray, ids: np.ndarray, batch: int) -> float:
     """Max |scored prob - bare prob| over every window and model."""
-    table = pq.read_table(out).sort_by("id")
+    table = read_parts(out)
     assert np.array_equal(table.column("id").to_numpy(), ids)
     worst = 0.0
     for key, m in load_models(runs):
@@ -125,45 +145,56 @@ def main():
     parser.add_argument("--ism-batch-size", type=int, default=256)
     parser.add_argument("--gpus-per-actor", type=float, default=0.0)
     parser.add_argument("--genome", type=Path, default=GENOME)
+    parser.add_argument("--address", default="local", help="Ray cluster for the score commands (default: a private one)")
+    parser.add_argument("--gcs-emulator", action="store_true",
+                        help="runs, shards and scores only on a local GCS emulator (gs://), as on a cluster without "
+                             "a shared disk")
     args = parser.parse_args()
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
     print(f"device: {device}; genome {args.genome.name}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
-        runs = [Path(r) for r in args.runs] if args.runs else train_runs(tmp / "runs", args.train_steps)
-        seconds_shard, out = tfbind("data", "shard", args.genome, "--out", tmp / "shards", "--window", "200",
+        local_runs = [Path(r) for r in args.runs] if args.runs else train_runs(tmp / "runs", args.train_steps)
+        root, runs = str(tmp), [str(r) for r in local_runs]
+        if args.gcs_emulator:
+            root = stack.enter_context(gcs_emulator("ecoli", tmp / "gcs.log"))
+            runs = [f"{root}/runs/{r.name}" for r in local_runs]
+            for local, remote in zip(local_runs, runs):
+                upload(local, remote)
+        seconds_shard, out = tfbind("data", "shard", args.genome, "--out", f"{root}/shards", "--window", "200",
                                     "--rows-per-shard", "4000", "--quiet")
         print(out.strip(), flush=True)
-        ids, codes = shard_rows(tmp / "shards")
+        ids, codes = shard_rows(f"{root}/shards")
         windows = len(codes)
-        common = ["--address", "local", "--actors", args.actors, "--cpus-per-actor", "1", "--quiet",
+        common = ["--address", args.address, "--actors", args.actors, "--cpus-per-actor", "1", "--quiet",
                   "--gpus-per-actor", args.gpus_per_actor]
-        seconds_prob, out = tfbind("score", "--runs", *runs, "--input", tmp / "shards", "--out", tmp / "prob",
+        seconds_prob, out = tfbind("score", "--runs", *runs, "--input", f"{root}/shards", "--out", f"{root}/prob",
                                    "--outputs", "prob", "--batch-size", args.batch_size, *common)
         print(out.strip(), flush=True)
-        scored = sum(pq.ParquetFile(p).metadata.num_rows for p in (tmp / "prob").glob("part-*.parquet"))
-        assert scored == windows, (scored, windows)
 
         ism_shards = tmp / "ism_shards"
         ism_shards.mkdir()
-        first = pa.concat_tables(pq.read_table(p) for p in sorted((tmp / "shards").glob("part-*.parquet")))
-        first = first.slice(0, args.ism_windows)
+        first = read_parts(f"{root}/shards").slice(0, args.ism_windows)
         for i in range(0, first.num_rows, args.ism_shard_rows):
             pq.write_table(first.slice(i, args.ism_shard_rows), ism_shards / f"part-{i // args.ism_shard_rows:05d}.parquet")
-        seconds_ism, out = tfbind("score", "--runs", runs[0], "--input", ism_shards, "--out", tmp / "ism",
+        if args.gcs_emulator:
+            upload(ism_shards, f"{root}/ism_shards")
+        seconds_ism, out = tfbind("score", "--runs", runs[0], "--input", f"{root}/ism_shards", "--out", f"{root}/ism",
                                   "--outputs", "ism_summary", "--batch-size", args.ism_batch_size, *common)
         print(out.strip(), flush=True)
-        steady_prob, steady_ism = steady_rate(tmp / "prob"), steady_rate(tmp / "ism")
+        steady_prob, steady_ism = steady_rate(f"{root}/prob"), steady_rate(f"{root}/ism")
 
         models = [load_model(r) for r in runs]
-        worst = scored_vs_bare(tmp / "prob", runs, codes, ids, args.batch_size)
+        worst = scored_vs_bare(f"{root}/prob", runs, codes, ids, args.batch_size)
         bare_prob = 1 / sum(1 / bare_rate(lambda c, m=m: predict(m.module, m.variables, c), codes, args.batch_size)
                             for m in models)  # rows/s of all the models one after the other
         m = models[0]
         bare_ism = bare_rate(lambda c: ism(m.module, m.variables, c).delta, codes[:args.ism_windows],
                              args.ism_batch_size)
     prob_rate, ism_rate = windows / seconds_prob, args.ism_windows / seconds_ism
-    print(f"\n{device}; {windows:,} windows of 200 bp; {len(runs)} models ({models[0].config.model.name})")
+    where = "runs, shards and scores on a GCS emulator" if args.gcs_emulator else "local disk"
+    print(f"\n{device}; {windows:,} windows of 200 bp; {len(runs)} models ({models[0].config.model.name}); {where}; "
+          f"Ray: {args.address}")
     print(f"tfbind data shard: {seconds_shard:.1f} s; scored probabilities vs bare kernel: max |difference| {worst:.1e}")
     print(f"{'step':34s} {'rows/s':>9s} {'seconds':>8s} {'steady rows/s':>14s} {'bare kernel rows/s':>19s} "
           f"{'÷ bare':>7s} {'steady ÷ bare':>14s}")

@@ -7,13 +7,14 @@ Run: .venv/bin/python benchmarks/bench_scoring.py [--rows 1000000 --short-rows 2
 Prints rows/s for predictions (1 and 2 actors; a long and a short run, whose time difference gives
 the marginal, start-up-free rate), gradients and ISM with summaries (2 actors), the fraction of bare
 forward throughput the service keeps, the peak private memory (USS of the driver + every Ray process, sampled every
-0.2 s) of the short and the long run, and the projected hours for the 15 M windows of a tiled genome.
+0.2 s) of the short and the long run (run again for it: the sampling slows the service), and the projected hours for the 15 M windows of a tiled genome.
 Then the driver's own peak RSS for full `--outputs ism` maps (1,600 B per row) over --width-rows rows
 and a tenth of them: the driver never holds scores, so the two peaks should match.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -84,20 +85,24 @@ class PeakMemory:
         self._thread.join()
 
 
-def score(run, shards, out, outputs, actors, batch_size, driver_only=False):
+def score(run, shards, out, outputs, actors, batch_size, driver_only=False, sample=True):
     """Run `tfbind score` as a user would; returns (seconds, peak bytes, summary line).
 
-    The peak is of every process (USS), or of the driver alone (RSS) with `driver_only`.
+    The peak is of every process (USS), or of the driver alone (RSS) with `driver_only`; None without
+    `sample`. Sampling USS reads every Ray process's page map: it took 0.13-0.15 of a core and made
+    the service ~10% slower on the 2-core box, so throughput runs are not sampled.
     """
     cmd = [sys.executable, "-m", "tfbind_dist.cli", "score", "--runs", str(run), "--input", str(shards), "--out",
            str(out), "--outputs", outputs, "--actors", str(actors), "--quiet", "--batch-size", str(batch_size)]
-    with PeakMemory() as memory:
+    with PeakMemory() if sample else contextlib.nullcontext() as memory:
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
         seconds = time.perf_counter() - started
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
     line = [x for x in proc.stdout.splitlines() if x.startswith("scored")][-1]
+    if not sample:
+        return seconds, None, line
     return seconds, memory.driver_peak if driver_only else memory.peak, line
 
 
@@ -130,10 +135,13 @@ def main():
             write_shards(tmp / name, rows, per_shard)
         table = []
         for actors in (1, 2):
-            (t_long, peak_long, line), (t_short, peak_short, _) = [
-                score(run, tmp / name, tmp / f"out-{name}-{actors}", "prob", actors, args.batch_size)
+            (t_long, _, line), (t_short, _, _) = [
+                score(run, tmp / name, tmp / f"out-{name}-{actors}", "prob", actors, args.batch_size, sample=False)
                 for name in ("long", "short")]
             print(line, flush=True)
+            (_, peak_long, _), (_, peak_short, _) = [  # the same runs again, for their memory
+                score(run, tmp / name, tmp / f"mem-{name}-{actors}", "prob", actors, args.batch_size)
+                for name in ("long", "short")]
             marginal = (args.rows - args.short_rows) / (t_long - t_short)
             table.append(("prob", actors, args.rows / t_long, marginal, peak_short, peak_long))
         for label, outputs in (("prob, grad", "prob,grad"), ("prob, ism_summary", "prob,ism_summary")):

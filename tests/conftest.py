@@ -127,42 +127,11 @@ def kill_node_under_a_checkpointed_run(driver, attempt_logs, node_ip="127.0.0.3"
 
 @pytest.fixture(scope="module")
 def gcs_bucket(tmp_path_factory):
-    """A Google Cloud Storage emulator (gcp-storage-emulator, in its own process) with bucket `runs`.
+    """A Google Cloud Storage emulator (`tfbind_dist.testing.gcs_emulator`) with bucket `runs`."""
+    from tfbind_dist.testing import gcs_emulator
 
-    No real object store can be reached from a test machine; this speaks the GCS JSON API that
-    gcsfs (run-directory files) and TensorStore (orbax checkpoints) use, pointed at by the
-    same environment variables users set for any GCS-compatible endpoint.
-    """
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("gcs") / "emulator.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-                               "--port", str(port), "--in-memory", "--default-bucket", "runs", "--quiet"],
-                              stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_CLOUD_PROJECT": "tfbind-test"}
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            import time
-
-            time.sleep(0.1)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield "gs://runs"
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
+    with gcs_emulator("runs", tmp_path_factory.mktemp("gcs") / "emulator.log") as bucket:
+        yield bucket
 
 
 def run_cli(*args, env_extra=None, check=False, timeout=600):
