@@ -17,9 +17,11 @@ def test_explain_split_positives_all_methods(ctcf_run, tmp_path):
     out = tmp_path / "explain"
     proc = run_cli("explain", "--run", ctcf_run, "--split", "valid", "--label", "1", "--index", "0:12",
                    "--method", "ism,grad,grad-corrected", "--method", "grad-x-input", "--method", "ig",
-                   "--out", out, "--plots", "1", check=True)
+                   "--method", "deeplift-shap", "--references", "8", "--out", out, "--plots", "1", check=True)
     data = np.load(out / "attributions.npz")
-    assert {"sequences", "prediction", "ism", "grad", "grad_corrected", "grad_x_input", "ig"} <= set(data.files)
+    assert {"sequences", "prediction", "ism", "grad", "grad_corrected", "grad_x_input", "ig",
+            "deeplift_shap"} <= set(data.files)
+    assert data["deeplift_shap"].shape == (12, 200, 4) and np.abs(data["deeplift_shap"]).sum() > 0
     assert data["ism"].shape == (12, 200, 4) and data["prediction"].shape == (12,)
     model = load_model(ctcf_run)
     from tfbind_dist.data.encoding import encode

@@ -229,15 +229,19 @@ def test_a_slice_of_the_ecoli_genome_is_sharded_and_scored_end_to_end(ray_cluste
     windows = len(sequence) // 200
     run_cli("data", "shard", fasta, "--out", tmp_path / "shards", "--rows-per-shard", "100", "--quiet", check=True)
     run_cli("score", "--runs", small_run, "--input", tmp_path / "shards", "--out", tmp_path / "scores", "--outputs",
-            "prob,ism_summary", "--batch-size", "64", "--address", ray_cluster, "--quiet", env_extra={"XLA_FLAGS": ""},
-            check=True, timeout=900)
+            "prob,ism_summary,deeplift_shap", "--batch-size", "64", "--address", ray_cluster, "--quiet",
+            env_extra={"XLA_FLAGS": ""}, check=True, timeout=900)
     scores = pq.read_table(tmp_path / "scores").sort_by("id")  # the output folder reads as one dataset
     assert scores.num_rows == windows > 300 and set(scores.column("chrom").to_pylist()) == {"K-12-MG1655"}
     assert scores.column("start").to_pylist() == list(range(0, 200 * windows, 200))
     codes = np.frombuffer(sequence[:200 * windows].translate(str.maketrans("ACGT", "\0\1\2\3")).encode(), np.uint8)
     model = load_model(small_run)
-    direct = explain(model.module, model.variables, codes.reshape(windows, 200), [])
+    direct = explain(model.module, model.variables, codes.reshape(windows, 200), ["deeplift-shap"], batch_size=50)
     np.testing.assert_allclose(scores.column("CTCF_prob").to_numpy(), direct["prediction"], atol=1e-5)
+    # the same references for a window in any shard and batch: in-process DeepLIFT/SHAP equals the service's
+    shap = np.array(scores.column("CTCF_deeplift_shap").to_pylist(), np.float32).reshape(windows, 200, 4)
+    np.testing.assert_allclose(shap, direct["deeplift_shap"], atol=1e-5)
+    assert np.abs(shap).sum() > 0
     manifest = json.loads((tmp_path / "scores" / "_MANIFEST.json").read_text())
     assert (manifest["rows"], len(manifest["shards"])) == (windows, -(-windows // 100))
 

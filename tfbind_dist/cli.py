@@ -219,6 +219,13 @@ def _explain_inputs(args, model) -> tuple[list[str], list[str]]:
     return seqs, [f"{args.split}:{i}" for i in chosen]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_explain(args) -> int:
     _check_run(args.run)
     from tfbind_dist.interpret import normalize_methods
@@ -239,7 +246,7 @@ def cmd_explain(args) -> int:
         raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {args.run} was trained on "
                         f"{model.length}-bp sequences")
     arrays = explain(model.module, model.variables, codes, methods, n_policy=model.config.data.n_policy,
-                     progress=len(codes) > 64)
+                     references=args.references, seed=args.seed, progress=len(codes) > 64)
     out = Path(args.out)
     write_npz_atomic(out / "attributions.npz", sequences=np.array(sequences), names=np.array(names), **arrays)
     tf = model.config.data.tf
@@ -401,18 +408,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory")
     p.set_defaults(func=cmd_sanity)
 
-    p = sub.add_parser("explain", help="ISM and gradient attributions of a run's model, with motif checks and plots",
+    p = sub.add_parser("explain", help="ISM, gradient and DeepLIFT/SHAP attributions of a run's model, with motif "
+                                       "checks and plots",
                        description="Attributions of the run's best model for chosen sequences. Writes "
                                    "OUT/attributions.npz (sequences, prediction, one (N, L, 4) array per method: ism, "
-                                   "grad, grad_corrected, grad_x_input, ig), motifs.csv (JASPAR best match vs the "
-                                   "attribution hot window) and PNG figures.")
+                                   "grad, grad_corrected, grad_x_input, ig, deeplift_shap), motifs.csv (JASPAR best "
+                                   "match vs the attribution hot window) and PNG figures.")
     p.add_argument("--run", required=True, help="run directory")
     src = _add_sequence_sources(p)
     src.add_argument("--split", choices=["train", "valid", "test"], help="take sequences from the run's data split")
     p.add_argument("--index", default="0", help="with --split: row I or rows A:B (after --label filtering)")
     p.add_argument("--label", type=int, choices=[0, 1], help="with --split: only positives (1) or negatives (0)")
     p.add_argument("--method", action="append", required=True,
-                   help="ism, grad, grad-corrected, grad-x-input or ig; repeat or comma-separate for several")
+                   help="ism, grad, grad-corrected, grad-x-input, ig or deeplift-shap; repeat or comma-separate for "
+                        "several")
+    p.add_argument("--references", type=_positive_int, default=20,
+                   help="deeplift-shap: dinucleotide shuffles of each sequence to average over (default 20)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="deeplift-shap: seed of the shuffles (with each sequence's bases: the same sequence gets the "
+                        "same references in any run)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--plots", type=int, default=3, help="per-sequence figures for the first N sequences")
     p.set_defaults(func=cmd_explain)
@@ -461,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="shard directory or URL (from `tfbind data shard`)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--outputs", action="append", default=[], required=True,
-                   help="comma-separated: prob, logit, grad, grad_corrected, ism, ism_summary")
+                   help="comma-separated: prob, logit, grad, grad_corrected, ism, ism_summary, deeplift_shap "
+                        "(20 dinucleotide shuffles per window, seed 0)")
     p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
     p.add_argument("--actors", type=int, default=1, help="scoring actors (each loads every model once)")
     p.add_argument("--cpus-per-actor", type=float, default=0.5)

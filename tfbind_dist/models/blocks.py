@@ -8,6 +8,12 @@ import jax
 import jax.numpy as jnp
 
 
+# GELU (tanh form) as one call in the traced program, so DeepLIFT's rescale rule treats it as one
+# activation, as tangermeme does a PyTorch GELU module (inlined, it would be split into its product
+# x * Φ(x)); compiled the same either way.
+gelu = jax.jit(nn.gelu)
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_pool(x, size: int = 2):
     """Non-overlapping max-pool over the length axis of (..., L, C), dropping a ragged tail.
@@ -49,7 +55,7 @@ class ConvBlock(nn.Module):
     def __call__(self, x, is_training: bool = True):
         x = nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")(x)
         x = nn.BatchNorm(use_running_average=not is_training)(x)
-        x = nn.gelu(x)
+        x = gelu(x)
         return max_pool(x, self.pool_size)
 
 
@@ -61,7 +67,7 @@ class MLPBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, is_training: bool = True):
-        x = nn.gelu(nn.Dense(self.dense_units)(x))
+        x = gelu(nn.Dense(self.dense_units)(x))
         return nn.Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
 
 
@@ -75,6 +81,6 @@ class TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x, is_training: bool = True):
         x = x + nn.SelfAttention(num_heads=self.num_heads)(nn.LayerNorm()(x))
-        y = nn.gelu(nn.Dense(self.dense_units)(nn.LayerNorm()(x)))
+        y = gelu(nn.Dense(self.dense_units)(nn.LayerNorm()(x)))
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=not is_training)
         return x + nn.Dense(self.dense_units)(y)

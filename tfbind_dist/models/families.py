@@ -9,14 +9,14 @@ from functools import partial
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, max_pool
+from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, gelu, max_pool
 from tfbind_dist.models.splits import ConvStemSplit, MotifPoolSplit, batch_norm, chain, conv_stage, dense
 
 
 def _conv_dense_split(p, posts) -> ConvStemSplit:
     """ConvModel / ConvModelV2: Conv_0, Conv_1 stages, then Dense_0 -> GELU -> Dense_1 -> GELU -> Dense_2."""
     stages = tuple(conv_stage(p[f"Conv_{i}"], post) for i, post in enumerate(posts))
-    after = chain(nn.gelu, dense(p["Dense_1"]), nn.gelu, dense(p["Dense_2"]), lambda z: z[:, 0])
+    after = chain(gelu, dense(p["Dense_1"]), gelu, dense(p["Dense_2"]), lambda z: z[:, 0])
     head = lambda h: after(dense(p["Dense_0"])(h.reshape(h.shape[0], -1)))  # noqa: E731
     return ConvStemSplit(stages, (p["Dense_0"]["kernel"], p["Dense_0"]["bias"]), after, head)
 
@@ -32,15 +32,15 @@ class ConvModel(nn.Module):
     def __call__(self, x, is_training: bool = True):
         for _ in range(2):
             x = nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")(x)
-            x = max_pool(nn.gelu(x))
+            x = max_pool(gelu(x))
         x = x.reshape((x.shape[0], -1))
-        x = nn.gelu(nn.Dense(self.dense_units)(x))
-        x = nn.gelu(nn.Dense(self.dense_units // 2)(x))
+        x = gelu(nn.Dense(self.dense_units)(x))
+        x = gelu(nn.Dense(self.dense_units // 2)(x))
         return nn.Dense(1)(x)
 
     @nn.nowrap
     def ism_split(self, variables) -> ConvStemSplit:
-        return _conv_dense_split(variables["params"], (nn.gelu, nn.gelu))
+        return _conv_dense_split(variables["params"], (gelu, gelu))
 
 
 class ConvModelV2(nn.Module):
@@ -55,19 +55,19 @@ class ConvModelV2(nn.Module):
     def __call__(self, x, is_training: bool = True):
         bn = lambda: nn.BatchNorm(use_running_average=not is_training)  # noqa: E731
         conv = lambda: nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")  # noqa: E731
-        x = max_pool(nn.gelu(bn()(conv()(x))))
-        x = max_pool(bn()(nn.gelu(conv()(x))))
+        x = max_pool(gelu(bn()(conv()(x))))
+        x = max_pool(bn()(gelu(conv()(x))))
         x = x.reshape((x.shape[0], -1))
         for units in (self.dense_units, self.dense_units // 2):
-            x = nn.gelu(nn.Dense(units)(x))
+            x = gelu(nn.Dense(units)(x))
             x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
         return nn.Dense(1)(x)
 
     @nn.nowrap
     def ism_split(self, variables) -> ConvStemSplit:
         p, s = variables["params"], variables["batch_stats"]
-        return _conv_dense_split(p, (chain(batch_norm(p["BatchNorm_0"], s["BatchNorm_0"]), nn.gelu),
-                                     chain(nn.gelu, batch_norm(p["BatchNorm_1"], s["BatchNorm_1"]))))
+        return _conv_dense_split(p, (chain(batch_norm(p["BatchNorm_0"], s["BatchNorm_0"]), gelu),
+                                     chain(gelu, batch_norm(p["BatchNorm_1"], s["BatchNorm_1"]))))
 
 
 class ConvTransformerModel(nn.Module):
@@ -101,7 +101,7 @@ class ConvTransformerModel(nn.Module):
         """Conv blocks as stages; with attention the head runs whole (attention mixes every position)."""
         p, s = variables["params"], variables["batch_stats"]
         blocks = [(p[f"ConvBlock_{i}"], s[f"ConvBlock_{i}"]) for i in range(self.num_conv_blocks)]
-        stages = tuple(conv_stage(bp["Conv_0"], chain(batch_norm(bp["BatchNorm_0"], bs["BatchNorm_0"]), nn.gelu))
+        stages = tuple(conv_stage(bp["Conv_0"], chain(batch_norm(bp["BatchNorm_0"], bs["BatchNorm_0"]), gelu))
                        for bp, bs in blocks)
         mlps = [partial(MLPBlock(self.dense_units // (i + 1), self.dropout_rate).apply, {"params": p[f"MLPBlock_{i}"]},
                         is_training=False) for i in range(self.num_mlp_blocks)]
@@ -116,13 +116,13 @@ class ConvTransformerModel(nn.Module):
             return ConvStemSplit(stages, None, None, head)
         if mlps:
             first = p["MLPBlock_0"]["Dense_0"]
-            after = chain(nn.gelu, *mlps[1:], final, lambda z: z[:, 0])
+            after = chain(gelu, *mlps[1:], final, lambda z: z[:, 0])
         else:
             first, after = p["Dense_0"], (lambda z: z[:, 0])
         return ConvStemSplit(stages, (first["kernel"], first["bias"]), after, head)
 
 
-ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu, "exp": jnp.exp}
+ACTIVATIONS = {"relu": nn.relu, "gelu": gelu, "exp": jnp.exp}
 
 
 def reverse_complement(x):

@@ -16,12 +16,13 @@ from tfbind_dist.data.batching import pad_rows
 from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
 from tfbind_dist.data.errors import DataError
 from tfbind_dist.interpret import gradients
+from tfbind_dist.interpret.deeplift import deeplift_shap
 from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
 from tfbind_dist.train.metrics import sigmoid
 from tfbind_dist.train.restore import Model, load_model
 
-WINDOW_OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary")
+WINDOW_OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary", "deeplift_shap")
 VARIANT_OUTPUTS = ("variant_effect", "ism_center", "grad_center")  # need variant shards (`tfbind variants`)
 OUTPUTS = WINDOW_OUTPUTS + VARIANT_OUTPUTS
 BASES = np.array(list("ACGT"))
@@ -152,6 +153,9 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
                 columns[f"{key}_ism"] = _fixed_list(delta, dtype)
             if "ism_summary" in outputs:
                 columns.update(_ism_summary(key, delta))
+        if "deeplift_shap" in outputs:  # logit, 20 dinucleotide shuffles per window, seed 0 (as `tfbind explain`)
+            columns[f"{key}_deeplift_shap"] = _fixed_list(deeplift_shap(module, variables, codes[:n], **kwargs),
+                                                          np.float32)
     return Scored(pa.table(columns), errors)
 
 
