@@ -1,7 +1,7 @@
 """Run tangermeme on a PyTorch copy of conv_v2 or motif_pool (in its own venv): ISM, or DeepLIFT/SHAP.
 
 Usage (called by bench_ism.py): python tangermeme_side.py MODEL WEIGHTS.npz SEQS.npy OUT.npz
-       (called by bench_deeplift.py): ... OUT.npz --deeplift REFS.npy   (REFS: (N, R, L, 4) one-hot)
+       (called by bench_deeplift.py): ... OUT.npz --deeplift REFS.npy [--float64]   (REFS: (N, R, L, 4))
 Loads the flax weights (keys: the parameter path joined by dots), builds the same network in
 PyTorch (SAME padding, tanh GELU, inference BatchNorm, position-major flatten; motif_pool with
 its composition/max/mean pooling and, as `motif_pool`, reverse-complement averaging, or without it
@@ -98,16 +98,17 @@ MODELS = {"conv_v2": ConvV2, "motif_pool": MotifPool,
 def main():
     name, weights, seqs, out = sys.argv[1:5]
     torch.set_num_threads(torch.get_num_threads())
-    model = MODELS[name](dict(np.load(weights))).eval()
-    x = torch.tensor(np.load(seqs), dtype=torch.float32).permute(0, 2, 1).contiguous()
+    dtype = torch.float64 if "--float64" in sys.argv else torch.float32
+    model = MODELS[name](dict(np.load(weights))).eval().to(dtype)
+    x = torch.tensor(np.load(seqs), dtype=dtype).permute(0, 2, 1).contiguous()
     with torch.no_grad():
         logits = model(x)[:, 0].numpy()  # on the CPU, before moving to the device
     device = "cuda" if torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
     if "--deeplift" in sys.argv:
-        refs = torch.tensor(np.load(sys.argv[sys.argv.index("--deeplift") + 1]), dtype=torch.float32)
+        refs = torch.tensor(np.load(sys.argv[sys.argv.index("--deeplift") + 1]), dtype=dtype)
         attributions = deep_lift_shap(model.to(device), x, references=refs.permute(0, 1, 3, 2).contiguous(),
-                                      batch_size=64, device=device, warning_threshold=1e-3)
+                                      batch_size=64, device=device, warning_threshold=1e-3, dtype=dtype)
         seconds = time.perf_counter() - start
         np.savez(out, logits=logits, deeplift=attributions.permute(0, 2, 1).numpy(), seconds=seconds)
         return
