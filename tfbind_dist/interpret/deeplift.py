@@ -19,8 +19,9 @@ The rules act on the model's jaxpr, so every model family is covered without per
 - max pooling and global max route the change to the maximum of the input and of the reference
   (the rule of Captum and tangermeme for max pooling).
 
-Where an input of a rule barely changes (|z - z_r| < 1e-6) the gradient at x stands in for the
-secant. A primitive without a rule raises `NotImplementedError` naming it.
+Where an activation's input barely changes (|z - z_r| < 1e-6), and where a max-pool input does not
+change at all, the gradient at x stands in for the secant (tangermeme's thresholds). A primitive
+without a rule raises `NotImplementedError` naming it.
 """
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ def _elementwise_call(jaxpr) -> bool:
     return True
 
 
-def _secant(delta_out, delta_in, derivative):
-    """(delta_out / delta_in) where the input changed, else the derivative at x."""
-    moved = jnp.abs(delta_in) > EPS
+def _secant(delta_out, delta_in, derivative, eps=EPS):
+    """(delta_out / delta_in) where the input changed by more than eps, else the derivative at x."""
+    moved = jnp.abs(delta_in) > eps
     return jnp.where(moved, delta_out / jnp.where(moved, delta_in, 1.0), derivative)
 
 
@@ -126,7 +127,8 @@ def _max_rule(sur, ref, axes):
     top = jnp.maximum(value, ref_value)
     keep = lambda v: jnp.expand_dims(v, axes)  # noqa: E731
     routed = _first_max_mask(x, axes) * keep(top - ref_value) + _first_max_mask(ref, axes) * keep(value - top)
-    multiplier = sg(_secant(routed, x - ref, _first_max_mask(x, axes)))
+    # a position's routed change is bounded by its own change: only an exact zero needs the fallback
+    multiplier = sg(_secant(routed, x - ref, _first_max_mask(x, axes), eps=0.0))
     return ref_value + (multiplier * (sur - ref)).sum(axis=axes), ref_value
 
 
