@@ -85,9 +85,10 @@ def _secant(delta_out, delta_in, derivative, eps=EPS):
 
 def _rescale(fn, sur, ref):
     """y = fn(z) for one changing input: the value fn(z), the multiplier its secant from the reference."""
-    value, ref_value = fn(jax.lax.stop_gradient(sur)), fn(ref)
-    _, derivative = jax.jvp(fn, (jax.lax.stop_gradient(sur),), (jnp.ones_like(sur),))
-    slope = jax.lax.stop_gradient(_secant(value - ref_value, jax.lax.stop_gradient(sur) - ref, derivative))
+    x = jax.lax.stop_gradient(sur)
+    value, derivative = jax.jvp(fn, (x,), (jnp.ones_like(x),))  # fn(x) and its elementwise derivative at once
+    ref_value = fn(ref)
+    slope = jax.lax.stop_gradient(_secant(value - ref_value, x - ref, derivative))
     return ref_value + slope * (sur - ref), ref_value
 
 
@@ -102,11 +103,11 @@ def _shapley_pair(fn, a, b, a_ref, b_ref):
     """Elementwise f(a, b): each operand's two-player Shapley contribution as a multiplier on its change."""
     sg = jax.lax.stop_gradient
     ax, bx = sg(a), sg(b)
-    value, ref_value = fn(ax, bx), fn(a_ref, b_ref)
+    value, da = jax.jvp(lambda u: fn(u, bx), (ax,), (jnp.ones_like(ax),))  # f(a, b) and df/da at x
+    _, db = jax.jvp(lambda u: fn(ax, u), (bx,), (jnp.ones_like(bx),))
+    ref_value = fn(a_ref, b_ref)
     part_a = ((fn(ax, b_ref) - ref_value) + (value - fn(a_ref, bx))) / 2
     part_b = (value - ref_value) - part_a
-    _, da = jax.jvp(lambda u: fn(u, bx), (ax,), (jnp.ones_like(ax),))
-    _, db = jax.jvp(lambda u: fn(ax, u), (bx,), (jnp.ones_like(bx),))
     ma, mb = sg(_secant(part_a, ax - a_ref, da)), sg(_secant(part_b, bx - b_ref, db))
     return ref_value + ma * (a - a_ref) + mb * (b - b_ref), ref_value
 
