@@ -85,6 +85,11 @@ def test_attributions_sum_to_the_output_difference_on_every_preset(name):
         np.testing.assert_allclose(attributions.sum((1, 2)), target, atol=1e-4)
         # reported on the observed base: zero on the others (N spreads over all four)
         assert (attributions[0, 6:] * (1 - one_hot(codes[0, 6:]))).max() == 0
+        # hypothetical contributions: the observed base's entry is the position's attribution (an N's four
+        # entries averaged), the other bases' are not zero
+        hypothetical = deeplift(model, variables, codes, refs, output=output, batch_size=2, hypothetical=True)
+        np.testing.assert_allclose((hypothetical * one_hot(codes)).sum(-1), attributions.sum(-1), atol=1e-6)
+        assert np.abs(hypothetical[0, 6:] * (1 - one_hot(codes[0, 6:]))).max() > 0
 
 
 def test_explain_and_the_direct_call_agree_and_unsupported_operations_are_named():

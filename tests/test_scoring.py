@@ -238,10 +238,12 @@ def test_a_slice_of_the_ecoli_genome_is_sharded_and_scored_end_to_end(ray_cluste
     model = load_model(small_run)
     direct = explain(model.module, model.variables, codes.reshape(windows, 200), ["deeplift-shap"], batch_size=50)
     np.testing.assert_allclose(scores.column("CTCF_prob").to_numpy(), direct["prediction"], atol=1e-5)
-    # the same references for a window in any shard and batch: in-process DeepLIFT/SHAP equals the service's
-    shap = np.array(scores.column("CTCF_deeplift_shap").to_pylist(), np.float32).reshape(windows, 200, 4)
-    np.testing.assert_allclose(shap, direct["deeplift_shap"], atol=1e-5)
-    assert np.abs(shap).sum() > 0
+    # the same references for a window in any shard and batch: in-process DeepLIFT/SHAP equals the service's,
+    # whose column holds all four bases' hypothetical contributions (the observed base's is the attribution)
+    hypothetical = np.array(scores.column("CTCF_deeplift_shap").to_pylist(), np.float32).reshape(windows, 200, 4)
+    observed = np.eye(4, dtype=np.float32)[codes.reshape(windows, 200)]
+    np.testing.assert_allclose(hypothetical * observed, direct["deeplift_shap"], atol=1e-5)
+    assert np.abs(hypothetical * (1 - observed)).sum() > 0
     manifest = json.loads((tmp_path / "scores" / "_MANIFEST.json").read_text())
     assert (manifest["rows"], len(manifest["shards"])) == (windows, -(-windows // 100))
 

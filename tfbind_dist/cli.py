@@ -271,6 +271,59 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_motifs(args) -> int:
+    _check_run(args.run)
+    from tfbind_dist.data.encoding import encode
+    from tfbind_dist.data.io import DataError, sequence_column_strings
+    from tfbind_dist.data.readers import read_sequences
+    from tfbind_dist.data.sources import load_splits
+    from tfbind_dist.discovery import ModiscoSettings, discover_motifs
+    from tfbind_dist.discovery import inputs
+    from tfbind_dist.rundir import RunDir
+
+    method = args.method.replace("_", "-")
+    settings = ModiscoSettings(max_seqlets_per_metacluster=args.max_seqlets, n_leiden_runs=args.leiden_runs)
+    tf = RunDir(args.run).load_config().data.tf
+    if args.from_scores:
+        contributions = inputs.from_scores(args.from_scores, args.run, method, keep=args.max_sequences,
+                                           progress=not args.quiet)
+    else:
+        from tfbind_dist.train.restore import load_model
+
+        model = load_model(args.run)
+        if args.input:
+            sequences, names = read_sequences(args.input)
+            sequences = [s.upper() for s in sequences]
+        else:
+            split = load_splits(model.config.data, splits=(args.split,))[args.split]
+            rows = np.arange(len(split)) if args.label == "all" else np.flatnonzero(split.labels == int(args.label))
+            sequences = sequence_column_strings(split.table.take(rows))
+            names = [f"{args.split}:{i}" for i in rows]
+        if not sequences:
+            raise DataError(f"--split {args.split} --label {args.label}: no sequences")
+        if len(sequences) > args.max_sequences:
+            print(f"motifs: using the first {args.max_sequences:,} of {len(sequences):,} sequences (--max-sequences)")
+            sequences, names = sequences[:args.max_sequences], names[:args.max_sequences]
+        codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
+        if codes.shape[1] != model.length:
+            raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {args.run} was trained on "
+                            f"{model.length}-bp sequences")
+        contributions = inputs.from_model(model, codes, names, method, references=args.references, seed=args.seed,
+                                          progress=not args.quiet)
+    found = discover_motifs(contributions, tf, args.out, settings=settings, tax_group=args.jaspar_tax_group,
+                            progress=not args.quiet)
+    table = found.table
+    for row in table.itertuples():
+        own = " <- " + tf if row.is_own_tf else ""
+        print(f"  {row.motif} ({row.sign}) {row.seqlets:>5} seqlets {row.consensus:<24} best: {row.match_1} "
+              f"(q = {row.match_1_q:.2g}){own}")
+    rank = f"the {tf} motif is positive motif #{found.own_motif_rank}" if found.own_motif_rank else \
+        f"no discovered motif matches a {tf} JASPAR matrix (q < 0.05)"
+    print(f"motifs: {len(table)} motifs from {found.sequences:,} sequences in {found.seconds:.0f} s; {rank}; "
+          f"wrote {args.out}/motifs.csv, modisco_results.h5, figures/")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from tfbind_dist import config as C
     from tfbind_dist.sweep.runner import run_sweep
@@ -430,6 +483,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--plots", type=int, default=3, help="per-sequence figures for the first N sequences")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("motifs", help="de-novo motif discovery: TF-MoDISco on attributions, motifs named by JASPAR",
+                       description="What did the model learn: hypothetical contributions (ISM, corrected gradients or "
+                                   "DeepLIFT/SHAP) of the run's best model on its positives (or --input, or what "
+                                   "`tfbind score` wrote: --from-scores), TF-MoDISco (modisco-lite) to find seqlets "
+                                   "and cluster them into motifs, TOMTOM (memelite) against the offline JASPAR CORE "
+                                   "collection. Writes OUT/motifs.csv (motif, sign, seqlets, consensus, best three "
+                                   "matches with q-values, the TF's own best-matching matrix and whether it is "
+                                   "significant), OUT/modisco_results.h5 (modisco-lite's format) and "
+                                   "OUT/figures/<motif>.png (contribution logo above its best match).")
+    p.add_argument("--run", required=True, help="run directory (its model, and its TF for naming the own motif)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--split", choices=["train", "valid", "test"], default="valid",
+                     help="sequences from the run's data split (default: valid)")
+    src.add_argument("--input", help="sequences instead: CSV/TSV/Parquet with a 'sequence' column, FASTA or lines")
+    src.add_argument("--from-scores", metavar="SCORES_DIR",
+                     help="read the contributions `tfbind score` wrote (outputs ism, grad_corrected or "
+                          "deeplift_shap of this run) instead of computing them; keeps the --max-sequences windows "
+                          "with the largest total contribution")
+    p.add_argument("--label", choices=["1", "0", "all"], default="1",
+                   help="with --split: positives (default), negatives or all")
+    p.add_argument("--method", required=True, choices=["ism", "grad-corrected", "deeplift-shap"],
+                   help="attribution method (ISM of the probability; corrected gradients and DeepLIFT/SHAP of the "
+                        "logit)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--max-sequences", type=_positive_int, default=20000,
+                   help="at most this many sequences (default 20,000; TF-MoDISco's time grows with them)")
+    p.add_argument("--references", type=_positive_int, default=20,
+                   help="deeplift-shap: dinucleotide shuffles per sequence (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="deeplift-shap: seed of the shuffles")
+    p.add_argument("--max-seqlets", type=_positive_int, default=2000,
+                   help="TF-MoDISco: at most this many seqlets per sign (default 2,000, as modisco's command line)")
+    p.add_argument("--leiden-runs", type=_positive_int, default=2,
+                   help="TF-MoDISco: Leiden clustering runs (default 2, as modisco's command line; more is steadier)")
+    p.add_argument("--jaspar-tax-group", default="vertebrates",
+                   help="JASPAR CORE taxonomic group to match against (default vertebrates)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_motifs)
 
     p = sub.add_parser("sweep", help="run a sweep spec (jobs/*.yaml) as Ray tasks across a cluster",
                        description="Submit one Ray task per job of SPEC (resources per job as given), spread over "

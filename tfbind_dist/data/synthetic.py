@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tfbind_dist import config
-from tfbind_dist.data import io
+from tfbind_dist.data import io, jaspar
 from tfbind_dist.data.encoding import decode
 from tfbind_dist.storage import write_table_atomic, write_text_atomic
 
@@ -109,21 +109,8 @@ def _check_tf(tf: str) -> None:
 
 
 @lru_cache(maxsize=None)
-def _motif_counts(tf: str) -> np.ndarray:
-    """(W, 4) JASPAR counts for A, C, G, T, read from pyjaspar's bundled database."""
-    from pyjaspar import jaspardb
-
-    motif = jaspardb().fetch_motif_by_id(MOTIF_IDS[tf])
-    if motif is None:
-        raise ValueError(f"{tf}: JASPAR motif {MOTIF_IDS[tf]} not found in pyjaspar's database")
-    counts = np.array([motif.counts[base] for base in "ACGT"], dtype=np.float64).T
-    counts.setflags(write=False)
-    return counts
-
-
-@lru_cache(maxsize=None)
 def _probabilities(tf: str) -> np.ndarray:
-    counts = _motif_counts(tf)
+    counts = jaspar.matrix_counts(MOTIF_IDS[tf])
     n = counts.sum(axis=1, keepdims=True)
     probs = (counts + np.sqrt(n) / 4) / (n + np.sqrt(n))
     probs.setflags(write=False)

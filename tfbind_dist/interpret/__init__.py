@@ -65,5 +65,38 @@ def explain(module, variables: dict[str, Any], codes: np.ndarray, methods: Itera
     return apply_in_batches(attributions, codes, batch_size, progress=progress, desc="explain")
 
 
-__all__ = ["METHODS", "ARRAY_NAMES", "explain", "normalize_methods", "ism", "ism_fast", "ism_reference", "gradients",
+DISCOVERY_METHODS = ("ism", "grad-corrected", "deeplift-shap")  # those with hypothetical contributions
+
+
+def hypothetical_contributions(module, variables: dict[str, Any], codes: np.ndarray, method: str, *,
+                               n_policy: str = "uniform", batch_size: int = 64, references: int = 20, seed: int = 0,
+                               progress: bool = False) -> np.ndarray:
+    """(N, L, 4) what each base would contribute at each position, TF-MoDISco's input.
+
+    The observed base's entry is its attribution. ISM (of the probability, as `tfbind score`
+    writes it) and corrected gradients (of the logit) are centred over the four bases, so a
+    base's score is its effect relative to the average base there; DeepLIFT/SHAP (logit) gives
+    multipliers . (e_b - reference) averaged over the references.
+    """
+    if method not in DISCOVERY_METHODS:
+        raise ValueError(f"--method {method}: choose one of {', '.join(DISCOVERY_METHODS)}")
+    codes = np.asarray(codes, dtype=np.uint8)
+
+    def kernel(chunk: np.ndarray) -> np.ndarray:
+        if method == "deeplift-shap":
+            return deeplift_shap(module, variables, chunk, n_references=references, seed=seed, n_policy=n_policy,
+                                 hypothetical=True)
+        if method == "ism":
+            return center_bases(ism(module, variables, chunk, n_policy=n_policy, output="prob").delta)
+        return gradients.corrected_gradients(module, variables, chunk, n_policy=n_policy)
+
+    return apply_in_batches(kernel, codes, batch_size, progress=progress, desc=f"{method} contributions")
+
+
+def center_bases(values: np.ndarray) -> np.ndarray:
+    """(..., 4) scores minus their mean over the four bases (how stored ISM and gradients become hypothetical)."""
+    return gradients.correct_gradients(np.asarray(values, np.float32))
+
+
+__all__ = ["METHODS", "DISCOVERY_METHODS", "hypothetical_contributions", "center_bases", "ARRAY_NAMES", "explain", "normalize_methods", "ism", "ism_fast", "ism_reference", "gradients",
            "deeplift_shap"]

@@ -236,18 +236,23 @@ def _surrogate(fn, x, ref):
     return out[0][0], out[0][1]
 
 
-@partial(jax.jit, static_argnames=("module", "output"))
-def _deeplift(module, variables, x, refs, *, output):
+@partial(jax.jit, static_argnames=("module", "output", "hypothetical"))
+def _deeplift(module, variables, x, refs, *, output, hypothetical=False):
     """(B, L, 4) attributions of one-hot x (B, L, 4) against refs (B, R, L, 4), averaged over the R references.
 
     Each position's contribution, (x - r) . multipliers summed over the four channels, is reported on
-    the observed base (times x), as DeepSHAP and tangermeme do for one-hot sequences.
+    the observed base (times x), as DeepSHAP and tangermeme do for one-hot sequences. With
+    `hypothetical`, every base b gets multipliers . (e_b - r), what it would contribute were it the
+    observed one (TF-MoDISco's hypothetical contributions); times x this is the attribution above.
     """
     f = forward_fn(module, variables, output)
     b, r = refs.shape[:2]
     xs = jnp.repeat(x, r, axis=0)
     flat_refs = refs.reshape(b * r, *refs.shape[2:])
     multipliers = jax.grad(lambda z: _surrogate(f, z, flat_refs)[0].sum())(xs)
+    if hypothetical:
+        per_base = multipliers - (flat_refs * multipliers).sum(-1, keepdims=True)
+        return per_base.reshape(b, r, *x.shape[1:]).mean(axis=1)
     per_position = ((xs - flat_refs) * multipliers).sum(-1).reshape(b, r, x.shape[1]).mean(axis=1)
     return per_position[..., None] * x
 
@@ -314,11 +319,13 @@ def shuffled_references(codes, n_references: int, seed: int) -> np.ndarray:
 
 
 def deeplift(module: nn.Module, variables: dict[str, Any], codes, references, *, n_policy: str = "uniform",
-             output: str = "logit", batch_size: int = 32) -> np.ndarray:
+             output: str = "logit", batch_size: int = 32, hypothetical: bool = False) -> np.ndarray:
     """(B, L, 4) DeepLIFT attributions of codes (B, L) against references (B, R, L), averaged over R,
     `batch_size` sequences (with all their references) at a time.
 
-    Per sequence they sum to f(x) minus the mean of f over its references (completeness).
+    Per sequence they sum to f(x) minus the mean of f over its references (completeness). With
+    `hypothetical`, each position holds all four bases' hypothetical contributions; the observed
+    base's entry is its attribution (the hypothetical array times the one-hot is the plain one).
     """
     codes, references = np.asarray(codes, np.uint8), np.asarray(references, np.uint8)
     if not len(codes):
@@ -327,16 +334,18 @@ def deeplift(module: nn.Module, variables: dict[str, Any], codes, references, *,
 
     def kernel(chunk):
         x, refs = jnp.asarray(one_hot(chunk[:, 0], n_policy)), jnp.asarray(one_hot(chunk[:, 1:], n_policy))
-        return _deeplift(module, variables, x, refs, output=output)
+        return _deeplift(module, variables, x, refs, output=output, hypothetical=hypothetical)
 
     return apply_in_batches(kernel, both, batch_size).reshape(*codes.shape, -1)
 
 
 def deeplift_shap(module: nn.Module, variables: dict[str, Any], codes, *, n_references: int = 20, seed: int = 0,
-                  n_policy: str = "uniform", output: str = "logit", batch_size: int = 32) -> np.ndarray:
-    """(B, L, 4) DeepLIFT/SHAP: DeepLIFT against `n_references` dinucleotide shuffles of each sequence."""
+                  n_policy: str = "uniform", output: str = "logit", batch_size: int = 32,
+                  hypothetical: bool = False) -> np.ndarray:
+    """(B, L, 4) DeepLIFT/SHAP: DeepLIFT against `n_references` dinucleotide shuffles of each sequence
+    (`hypothetical`: all four bases' hypothetical contributions, as `deeplift`)."""
     return deeplift(module, variables, codes, shuffled_references(codes, n_references, seed), n_policy=n_policy,
-                    output=output, batch_size=batch_size)
+                    output=output, batch_size=batch_size, hypothetical=hypothetical)
 
 
 __all__ = ["deeplift", "deeplift_shap", "dinucleotide_shuffle", "shuffled_references"]

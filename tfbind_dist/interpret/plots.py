@@ -177,3 +177,35 @@ def plot_attribution_logo(attribution, sequence: str, path, *, start: int = 0, e
     ax.set_ylabel("Attribution")
     ax.set_title(title)
     _save(fig, path)
+
+
+def information_content(probs: np.ndarray) -> np.ndarray:
+    """(W, 4) letter heights in bits: each base's probability times the column's information content."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-9, 1.0)
+    p = p / p.sum(axis=1, keepdims=True)
+    return p * (2.0 + (p * np.log2(p)).sum(axis=1, keepdims=True))
+
+
+def plot_motif_match(contributions, match_probs, path, *, offset: int = 0, title: str = "",
+                     match_title: str = "") -> None:
+    """A discovered motif's contribution logo (CWM) above its JASPAR match's information-content logo.
+
+    `contributions` is (W, 4) mean contribution per base; `match_probs` (V, 4) base probabilities
+    already on the motif's strand (or None when nothing matched), aligned so that the motif starts
+    at position `offset` of the match.
+    """
+    panels = [(np.asarray(contributions), max(offset, 0), "Contribution", title)]
+    if match_probs is not None:
+        panels.append((information_content(match_probs), max(-offset, 0), "Bits", match_title))
+    width = max(start + len(values) for values, start, _, _ in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(5.0, 0.35 * width), 2.4 * len(panels)),
+                             layout="constrained", squeeze=False)
+    for ax, (values, start, label, panel_title) in zip(axes[:, 0], panels):
+        frame = pd.DataFrame(values, columns=list(ALPHABET), index=np.arange(start, start + len(values)))
+        logomaker.Logo(frame, ax=ax, color_scheme="classic", flip_below=False)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlim(-0.5, width - 0.5)
+        ax.set_xticks([])
+        ax.set_ylabel(label)
+        ax.set_title(panel_title, fontsize=10)
+    _save(fig, path)

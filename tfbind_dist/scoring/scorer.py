@@ -61,7 +61,7 @@ def normalize_outputs(outputs) -> tuple[str, ...]:
     return tuple(dict.fromkeys(canonical))
 
 
-def _codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """(N, L) codes from `codes` or `sequence`, with invalid rows zeroed and listed."""
     errors: list[tuple[int, str]] = []
     n = table.num_rows
@@ -115,12 +115,12 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
     """Score every valid row of `table` with every model; see the README's output schema."""
     outputs = normalize_outputs(outputs)
     length = models[0].model.length
-    codes, errors = _codes_of(table, length)
+    codes, errors = codes_of(table, length)
     variant = any(o in VARIANT_OUTPUTS for o in outputs)
     if variant:
         if "alt_codes" not in table.column_names:
             raise DataError(f"outputs {', '.join(VARIANT_OUTPUTS)} need variant shards (made by `tfbind variants`)")
-        alt_codes, alt_errors = _codes_of(table.select(["alt_codes"]).rename_columns(["codes"]), length)
+        alt_codes, alt_errors = codes_of(table.select(["alt_codes"]).rename_columns(["codes"]), length)
         errors = sorted(dict([(i, f"ALT window: {r}") for i, r in alt_errors] + errors).items())
     good = np.ones(table.num_rows, bool)
     good[[i for i, _ in errors]] = False
@@ -153,9 +153,10 @@ def score_table(table: pa.Table, models: list[ScoringModel], outputs: tuple[str,
                 columns[f"{key}_ism"] = _fixed_list(delta, dtype)
             if "ism_summary" in outputs:
                 columns.update(_ism_summary(key, delta))
-        if "deeplift_shap" in outputs:  # logit, 20 dinucleotide shuffles per window, seed 0 (as `tfbind explain`)
-            columns[f"{key}_deeplift_shap"] = _fixed_list(deeplift_shap(module, variables, codes[:n], **kwargs),
-                                                          np.float32)
+        if "deeplift_shap" in outputs:  # logit, 20 dinucleotide shuffles per window, seed 0 (as `tfbind explain`);
+            # all four bases' hypothetical contributions: the observed base's is the attribution (TF-MoDISco's input)
+            columns[f"{key}_deeplift_shap"] = _fixed_list(
+                deeplift_shap(module, variables, codes[:n], hypothetical=True, **kwargs), np.float32)
     return Scored(pa.table(columns), errors)
 
 

@@ -223,6 +223,21 @@ def _finished(out_dir) -> set[str]:
     return {p.name[:-len(".json")] for p in done.iterdir() if p.name.endswith(".json")} & outputs
 
 
+def scored_shards(out_dir) -> tuple[dict, list[tuple]]:
+    """A scoring output's settings (`runs`, `input`, `outputs`) and its (scores file, input shard) pairs,
+    one per finished shard, for tools that read scores next to the sequences they came from."""
+    out_dir = as_path(out_dir)
+    path = out_dir / SETTINGS
+    if not path.exists():
+        raise DataError(f"{out_dir}: not a `tfbind score` output (no {SETTINGS})")
+    settings = json.loads(path.read_text())
+    names = sorted(_finished(out_dir))
+    if not names:
+        raise DataError(f"{out_dir}: no shard has finished scoring yet")
+    input_dir = as_path(settings["input"])
+    return settings, [(out_dir / name, input_dir / name) for name in names]
+
+
 def _check_settings(out_dir, settings: dict) -> None:
     path = out_dir / SETTINGS
     if path.exists():
