@@ -1,6 +1,6 @@
 # Two commands for a fresh machine with Python 3.11:
 #   make demo   set up, synthesize the embedded data, train the 10 per-TF models as a Ray sweep, score a real
-#               genome with them, explain one prediction
+#               genome with them, explain one prediction, discover the motifs the CTCF model learned
 #   make test   set up and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -37,6 +37,7 @@ demo: setup
 	  --outputs prob --address local --actors 1 --cpus-per-actor 1
 	$(BIN)/tfbind explain --run "$$(ls -d $(DEMO_OUT)/CTCF-* | head -1)" --split valid --label 1 --index 0 \
 	  --method ism --out $(DEMO_OUT)/explain --plots 1
+	$(BIN)/tfbind motifs --run "$$(ls -d $(DEMO_OUT)/CTCF-* | head -1)" --method deeplift-shap --out $(DEMO_OUT)/motifs
 
 # The per-TF sweep on a two-node Ray cluster on this machine (synthetic data, short runs).
 SWEEP_STEPS ?= 200

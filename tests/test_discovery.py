@@ -120,6 +120,13 @@ def test_motifs_cli_finds_the_planted_ctcf_motif(ctcf_motif_run, tmp_path):
     assert positive.match_1_q[0] < 0.05 and positive.is_own_tf[0]
     assert "the CTCF motif is positive motif #1" in proc.stdout
     assert (out / MODISCO_H5).exists() and (out / "figures" / f"{positive.motif[0]}.png").exists()
+    # too few sequences for a motif: one line naming the seqlet counts, exit 2, nothing written
+    few = tmp_path / "few.txt"
+    few.write_text("\n".join("ACGT" * 50 for _ in range(5)))
+    proc = run_cli("motifs", "--run", ctcf_motif_run, "--input", few, "--method", "grad-corrected", "--out",
+                   tmp_path / "few", "--quiet")
+    assert proc.returncode == 2 and "TF-MoDISco found no motif in 5 sequences" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "few" / MOTIFS_CSV).exists()
 
 
 @pytest.mark.slow
