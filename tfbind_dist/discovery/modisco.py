@@ -79,21 +79,26 @@ def _modisco_process(one_hot: np.ndarray, hypothetical: np.ndarray, settings: Mo
     from modiscolite.io import save_hdf5
     from modiscolite.tfmodisco import TFMoDISco
 
-    positive, negative = TFMoDISco(
-        one_hot=one_hot, hypothetical_contribs=hypothetical,
-        sliding_window_size=settings.sliding_window_size, flank_size=settings.flank_size,
-        target_seqlet_fdr=settings.target_seqlet_fdr, min_metacluster_size=settings.min_metacluster_size,
-        max_seqlets_per_metacluster=settings.max_seqlets_per_metacluster, n_leiden_runs=settings.n_leiden_runs,
-        trim_to_window_size=settings.trim_to_window_size, initial_flank_to_add=settings.initial_flank_to_add,
-        final_flank_to_add=settings.final_flank_to_add, verbose=False)
+    advice = ("Give it more sequences (e.g. --split train, or more rows), sequences the model scores higher, or "
+              "another --method")
+    try:
+        positive, negative = TFMoDISco(
+            one_hot=one_hot, hypothetical_contribs=hypothetical,
+            sliding_window_size=settings.sliding_window_size, flank_size=settings.flank_size,
+            target_seqlet_fdr=settings.target_seqlet_fdr, min_metacluster_size=settings.min_metacluster_size,
+            max_seqlets_per_metacluster=settings.max_seqlets_per_metacluster, n_leiden_runs=settings.n_leiden_runs,
+            trim_to_window_size=settings.trim_to_window_size, initial_flank_to_add=settings.initial_flank_to_add,
+            final_flank_to_add=settings.final_flank_to_add, verbose=False)
+    except (ZeroDivisionError, ValueError, IndexError) as err:  # its seqlet caller on tiny or uniform inputs
+        raise TooFewSeqlets(f"TF-MoDISco found no motif in {len(one_hot):,} sequences: its seqlet caller failed "
+                            f"({type(err).__name__}: {err}), too few windows to estimate its null. {advice}") from None
     positive, negative = list(positive or []), list(negative or [])
     if not positive and not negative:
         counts = seqlet_counts(one_hot, hypothetical, settings)
         raise TooFewSeqlets(
             f"TF-MoDISco found no motif in {len(one_hot):,} sequences: {counts[0]} positive and {counts[1]} negative "
             f"seqlets passed its FDR of {settings.target_seqlet_fdr}, and a motif needs a group of more than "
-            f"{settings.min_metacluster_size} of one sign. Give it more sequences (e.g. --split train, or more "
-            f"rows), sequences the model scores higher, or another --method")
+            f"{settings.min_metacluster_size} of one sign. {advice}")
     save_hdf5(hdf5_path, positive or None, negative or None, one_hot.shape[1])  # modisco-lite's own format
     return to_motifs(positive, negative)
 
