@@ -75,7 +75,8 @@ def test_planted_ctcf_contributions_give_the_ctcf_motif_and_the_outputs(tmp_path
 
 @pytest.mark.slow
 def test_too_few_seqlets_is_one_clear_error_and_writes_nothing(tmp_path):
-    with pytest.raises(TooFewSeqlets, match=r"TF-MoDISco found no motif in 60 sequences: \d+ positive and \d+ negative"):
+    message = r"TF-MoDISco found no motif in 60 sequences: \d+ positive and \d+ negative"
+    with pytest.raises(TooFewSeqlets, match=message):
         discover_motifs(planted(n=60), "CTCF", tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / MOTIFS_CSV).exists() and not (tmp_path / "out" / MODISCO_H5).exists()
 

@@ -42,19 +42,24 @@ def discover_motifs(contributions: Contributions, tf: str, out_dir, *, settings:
     started = time.time()
     say = print if progress else (lambda *a, **k: None)
     targets = jaspar.collection(tax_group)
-    say(f"motifs: TF-MoDISco on {len(contributions.codes):,} sequences of {contributions.codes.shape[1]} bp", flush=True)
+    n, length = contributions.codes.shape
+    say(f"motifs: TF-MoDISco on {n:,} sequences of {length} bp", flush=True)
     out = as_path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / MODISCO_H5) as tmp:
         motifs = run_modisco(one_hot(contributions.codes, "zeros"), contributions.hypothetical, settings, tmp)
+        (out / MOTIFS_CSV).unlink(missing_ok=True)  # an earlier run's table no longer describes the folder
     positive = sum(m.sign == "+" for m in motifs)
     say(f"motifs: {len(motifs)} motifs ({positive} positive, {len(motifs) - positive} negative); matching them "
         f"against {len(targets):,} JASPAR {tax_group} CORE matrices", flush=True)
     matches = match_motifs([m.probabilities for m in motifs], targets)
     table = motif_table(motifs, matches, own_matrix_ids(tf, targets))
     by_id = {t.matrix_id: t for t in targets}
+    figures = out / FIGURES
     for motif, motif_matches in tqdm(list(zip(motifs, matches)), desc="figures", unit="motif", disable=not progress):
-        write_motif_figure(motif, motif_matches, by_id, out / FIGURES / f"{motif.name}.png")
+        write_motif_figure(motif, motif_matches, by_id, figures / f"{motif.name}.png")
+    for stale in set(p.name for p in figures.glob("*.png")) - {f"{m.name}.png" for m in motifs}:
+        (figures / stale).unlink()  # an earlier run's motifs that this one did not find
     write_csv_atomic(table, out / MOTIFS_CSV)  # last: its presence means the folder is complete
     return Discovery(table, own_motif_rank(table), len(contributions.codes), time.time() - started)
 

@@ -51,8 +51,8 @@ def write_motif_figure(motif: Motif, matches: list[Match], targets: dict[str, ja
         probs = jaspar.probabilities(targets[best.matrix_id].counts)
         if best.strand == "-":
             probs = reverse_complement(probs)
-        match_title = (f"best JASPAR match {best.matrix_id} {best.name}{' (reverse complement)' if best.strand == '-' else ''}"
-                       f": q = {best.q_value:.2g}")
+        strand = " (reverse complement)" if best.strand == "-" else ""
+        match_title = f"best JASPAR match {best.matrix_id} {best.name}{strand}: q = {best.q_value:.2g}"
     plot_motif_match(motif.contributions, probs, path, offset=best.offset if best else 0, match_title=match_title,
                      title=f"{motif.name} ({motif.sign}), {motif.seqlets} seqlets: {consensus(motif.probabilities)}")
 

@@ -98,5 +98,5 @@ def center_bases(values: np.ndarray) -> np.ndarray:
     return gradients.correct_gradients(np.asarray(values, np.float32))
 
 
-__all__ = ["METHODS", "DISCOVERY_METHODS", "hypothetical_contributions", "center_bases", "ARRAY_NAMES", "explain", "normalize_methods", "ism", "ism_fast", "ism_reference", "gradients",
-           "deeplift_shap"]
+__all__ = ["METHODS", "DISCOVERY_METHODS", "ARRAY_NAMES", "explain", "hypothetical_contributions", "center_bases",
+           "normalize_methods", "ism", "ism_fast", "ism_reference", "gradients", "deeplift_shap"]
