@@ -273,6 +273,7 @@ def cmd_explain(args) -> int:
 
 def cmd_motifs(args) -> int:
     _check_run(args.run)
+    from tfbind_dist.data import jaspar
     from tfbind_dist.data.encoding import encode
     from tfbind_dist.data.io import DataError, sequence_column_strings
     from tfbind_dist.data.readers import read_sequences
@@ -283,24 +284,25 @@ def cmd_motifs(args) -> int:
 
     method = args.method.replace("_", "-")
     settings = ModiscoSettings(max_seqlets_per_metacluster=args.max_seqlets, n_leiden_runs=args.leiden_runs)
-    tf = RunDir(args.run).load_config().data.tf
+    config = RunDir(args.run).load_config()
+    jaspar.collection(args.jaspar_tax_group)  # a wrong group is reported before any attribution is computed
     if args.from_scores:
         contributions = inputs.from_scores(args.from_scores, args.run, method, keep=args.max_sequences,
                                            progress=not args.quiet)
     else:
-        from tfbind_dist.train.restore import load_model
-
-        model = load_model(args.run)
         if args.input:
             sequences, names = read_sequences(args.input)
             sequences = [s.upper() for s in sequences]
         else:
-            split = load_splits(model.config.data, splits=(args.split,))[args.split]
+            split = load_splits(config.data, splits=(args.split,))[args.split]
             rows = np.arange(len(split)) if args.label == "all" else np.flatnonzero(split.labels == int(args.label))
             sequences = sequence_column_strings(split.table.take(rows))
             names = [f"{args.split}:{i}" for i in rows]
-        if not sequences:
-            raise DataError(f"--split {args.split} --label {args.label}: no sequences")
+            if not sequences:
+                raise DataError(f"--split {args.split} --label {args.label}: no sequences")
+        from tfbind_dist.train.restore import load_model
+
+        model = load_model(args.run)
         if len(sequences) > args.max_sequences:
             print(f"motifs: using the first {args.max_sequences:,} of {len(sequences):,} sequences (--max-sequences)")
             sequences, names = sequences[:args.max_sequences], names[:args.max_sequences]
@@ -310,6 +312,7 @@ def cmd_motifs(args) -> int:
                             f"{model.length}-bp sequences")
         contributions = inputs.from_model(model, codes, names, method, references=args.references, seed=args.seed,
                                           progress=not args.quiet)
+    tf = config.data.tf
     found = discover_motifs(contributions, tf, args.out, settings=settings, tax_group=args.jaspar_tax_group,
                             progress=not args.quiet)
     table = found.table

@@ -5,6 +5,7 @@ motifs (a whole collection, e.g. the vertebrate CORE matrices, latest version of
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -39,7 +40,9 @@ def collection(tax_group: str = "vertebrates", name: str = "CORE") -> tuple[Jasp
     """Every matrix of a JASPAR collection and taxonomic group (latest version of each), sorted by ID."""
     from pyjaspar import jaspardb
 
-    motifs = jaspardb().fetch_motifs(collection=name, tax_group=[tax_group])
+    with warnings.catch_warnings():  # an unknown group is reported below, in one line
+        warnings.simplefilter("ignore")
+        motifs = jaspardb().fetch_motifs(collection=name, tax_group=[tax_group])
     if not motifs:
         raise ValueError(f"JASPAR {name} has no {tax_group!r} matrices in pyjaspar's database "
                          f"(tax groups: vertebrates, plants, insects, nematodes, fungi, urochordates)")
