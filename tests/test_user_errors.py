@@ -100,6 +100,17 @@ def test_predict_and_explain_mistakes(run, tmp_path, capsys):
         (tmp_path / "n.csv").read_text().split("\n")[1].split(",")[1:]
 
 
+def test_motifs_mistakes_are_one_line_before_any_attribution(run, tmp_path, capsys):
+    out = tmp_path / "m"
+    common = ["motifs", "--run", run, "--method", "grad-corrected", "--out", out]
+    assert "no 'vertebrate' matrices" in _fails(capsys, *common, "--jaspar-tax-group", "vertebrate")
+    short = tmp_path / "short.txt"
+    short.write_text("ACGT" * 49 + "\n")
+    assert "trained on 200-bp sequences" in _fails(capsys, *common, "--input", short)
+    assert "not a `tfbind score` output" in _fails(capsys, *common, "--from-scores", tmp_path)
+    assert not out.exists()
+
+
 def test_truncated_checkpoint_is_named(run, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
