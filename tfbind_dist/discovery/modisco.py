@@ -7,8 +7,6 @@ HDF5 results file, and a clear error when too few seqlets pass its FDR to form a
 from __future__ import annotations
 
 import multiprocessing
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -26,7 +24,7 @@ class TooFewSeqlets(DataError):
 
 @dataclass(frozen=True)
 class ModiscoSettings:
-    """modisco-lite's main knobs (its command line's defaults, with windows suited to 100-200 bp inputs)."""
+    """modisco-lite's main knobs, at its command line's defaults (`modisco motifs`)."""
 
     sliding_window_size: int = 20
     flank_size: int = 5
@@ -48,16 +46,6 @@ class Motif(NamedTuple):
     span: tuple[int, int]  # [start, end) of the trimmed span within the untrimmed pattern
 
 
-def _numba_cache() -> None:
-    """numba caches compiled kernels beside the package; point it at a writable folder if that is not."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("modiscolite")
-    folder = os.path.dirname(spec.origin) if spec and spec.origin else ""
-    if "NUMBA_CACHE_DIR" not in os.environ and not os.access(folder, os.W_OK):
-        os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "tfbind-numba-cache")
-
-
 def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, settings: ModiscoSettings, hdf5_path) -> list[Motif]:
     """Motifs of (N, L, 4) one-hot sequences and hypothetical contributions; modisco-lite's HDF5 goes to `hdf5_path`.
 
@@ -75,7 +63,6 @@ def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, settings: Modisco
 
 def _modisco_process(one_hot: np.ndarray, hypothetical: np.ndarray, settings: ModiscoSettings,
                      hdf5_path: str) -> list[Motif]:
-    _numba_cache()
     from modiscolite.io import save_hdf5
     from modiscolite.tfmodisco import TFMoDISco
 
