@@ -193,8 +193,8 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
-def _explain_inputs(args, model) -> tuple[list[str], list[str]]:
-    """(sequences, names) chosen by --sequence, --input, or --split/--index/--label."""
+def _chosen_sequences(args, data_config) -> tuple[list[str], list[str]]:
+    """(sequences, names) chosen by --sequence, --input, or --split/--index/--label (explain, motifs)."""
     from tfbind_dist.data.io import DataError, sequence_column_strings
     from tfbind_dist.data.readers import read_sequences
     from tfbind_dist.data.sources import load_splits
@@ -204,10 +204,13 @@ def _explain_inputs(args, model) -> tuple[list[str], list[str]]:
     if args.input:
         sequences, names = read_sequences(args.input)
         return [s.upper() for s in sequences], names
-    split = load_splits(model.config.data, splits=(args.split,))[args.split]
+    split = load_splits(data_config, splits=(args.split,))[args.split]
     rows = np.arange(len(split))
     if args.label is not None:
         rows = rows[split.labels == args.label]
+    if not len(rows):
+        label = "" if args.label is None else f" --label {args.label}"
+        raise DataError(f"--split {args.split}{label}: no sequences")
     start, colon, stop = args.index.partition(":")
     try:
         chosen = rows[int(start or 0):int(stop) if stop else None] if colon else rows[[int(start)]]
@@ -217,6 +220,18 @@ def _explain_inputs(args, model) -> tuple[list[str], list[str]]:
         raise DataError(f"--index {args.index}: selects no rows (of the {len(rows)} selected by --split/--label)")
     seqs = sequence_column_strings(split.table.take(chosen))
     return seqs, [f"{args.split}:{i}" for i in chosen]
+
+
+def _model_codes(model, sequences: list[str], names: list[str], run: str) -> np.ndarray:
+    """(N, L) codes of the sequences, checked against the length the run's model was trained on."""
+    from tfbind_dist.data.encoding import encode
+    from tfbind_dist.data.io import DataError
+
+    codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
+    if codes.shape[1] != model.length:
+        raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {run} was trained on "
+                        f"{model.length}-bp sequences")
+    return codes
 
 
 def _positive_int(text: str) -> int:
@@ -231,8 +246,6 @@ def cmd_explain(args) -> int:
     from tfbind_dist.interpret import normalize_methods
 
     methods = normalize_methods(m for group in args.method for m in group.split(","))
-    from tfbind_dist.data.encoding import encode
-    from tfbind_dist.data.io import DataError
     from tfbind_dist.data.synthetic import MOTIF_IDS
     from tfbind_dist.interpret import ARRAY_NAMES, explain
     from tfbind_dist.interpret.report import describe_top, motif_table, write_figures
@@ -240,11 +253,8 @@ def cmd_explain(args) -> int:
     from tfbind_dist.train.restore import load_model
 
     model = load_model(args.run)
-    sequences, names = _explain_inputs(args, model)
-    codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
-    if codes.shape[1] != model.length:
-        raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {args.run} was trained on "
-                        f"{model.length}-bp sequences")
+    sequences, names = _chosen_sequences(args, model.config.data)
+    codes = _model_codes(model, sequences, names, args.run)
     arrays = explain(model.module, model.variables, codes, methods, n_policy=model.config.data.n_policy,
                      references=args.references, seed=args.seed, progress=len(codes) > 64)
     out = Path(args.out)
@@ -274,10 +284,6 @@ def cmd_explain(args) -> int:
 def cmd_motifs(args) -> int:
     _check_run(args.run)
     from tfbind_dist.data import jaspar
-    from tfbind_dist.data.encoding import encode
-    from tfbind_dist.data.io import DataError, sequence_column_strings
-    from tfbind_dist.data.readers import read_sequences
-    from tfbind_dist.data.sources import load_splits
     from tfbind_dist.discovery import ModiscoSettings, discover_motifs
     from tfbind_dist.discovery import inputs
     from tfbind_dist.rundir import RunDir
@@ -290,26 +296,15 @@ def cmd_motifs(args) -> int:
         contributions = inputs.from_scores(args.from_scores, args.run, method, keep=args.max_sequences,
                                            progress=not args.quiet)
     else:
-        if args.input:
-            sequences, names = read_sequences(args.input)
-            sequences = [s.upper() for s in sequences]
-        else:
-            split = load_splits(config.data, splits=(args.split,))[args.split]
-            rows = np.arange(len(split)) if args.label == "all" else np.flatnonzero(split.labels == int(args.label))
-            sequences = sequence_column_strings(split.table.take(rows))
-            names = [f"{args.split}:{i}" for i in rows]
-            if not sequences:
-                raise DataError(f"--split {args.split} --label {args.label}: no sequences")
+        args.label = None if args.label == "all" else int(args.label)
+        sequences, names = _chosen_sequences(args, config.data)
         from tfbind_dist.train.restore import load_model
 
         model = load_model(args.run)
         if len(sequences) > args.max_sequences:
             print(f"motifs: using the first {args.max_sequences:,} of {len(sequences):,} sequences (--max-sequences)")
             sequences, names = sequences[:args.max_sequences], names[:args.max_sequences]
-        codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
-        if codes.shape[1] != model.length:
-            raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {args.run} was trained on "
-                            f"{model.length}-bp sequences")
+        codes = _model_codes(model, sequences, names, args.run)
         contributions = inputs.from_model(model, codes, names, method, references=args.references, seed=args.seed,
                                           progress=not args.quiet)
     tf = config.data.tf
@@ -523,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jaspar-tax-group", default="vertebrates",
                    help="JASPAR CORE taxonomic group to match against (default vertebrates)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_motifs)
+    p.set_defaults(func=cmd_motifs, sequence=None, index=":")  # every row of --split (shared with explain)
 
     p = sub.add_parser("sweep", help="run a sweep spec (jobs/*.yaml) as Ray tasks across a cluster",
                        description="Submit one Ray task per job of SPEC (resources per job as given), spread over "

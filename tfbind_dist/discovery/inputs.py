@@ -62,9 +62,9 @@ def _same_run(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def score_column(scores_dir, run: str, method: str) -> tuple[str, int]:
-    """The scores' column of `run`'s contributions by `method`, and the runs' sequence length."""
-    settings, _ = scored_shards(scores_dir)
+def score_column(settings: dict, scores_dir, run: str, method: str) -> tuple[str, int]:
+    """The column of `run`'s contributions by `method` in a scoring output with these settings, and the
+    runs' sequence length."""
     runs = settings["runs"]
     configs = [RunDir(r).load_config() for r in runs]
     index = next((i for i, r in enumerate(runs) if _same_run(r, run)), None)
@@ -85,8 +85,8 @@ def from_scores(scores_dir, run: str, method: str, *, keep: int, progress: bool 
     and DeepLIFT/SHAP (hypothetical contributions) are used as they are. Memory holds `keep`
     windows plus one shard.
     """
-    column, length = score_column(scores_dir, run, method)
-    _, shards = scored_shards(scores_dir)
+    settings, shards = scored_shards(scores_dir)
+    column, length = score_column(settings, scores_dir, run, method)
     best: Contributions | None = None
     for scores_path, shard_path in tqdm(shards, desc="read scores", unit="shard", disable=not progress):
         with open_parquet(scores_path) as source:

@@ -43,7 +43,6 @@ class Motif(NamedTuple):
     seqlets: int
     probabilities: np.ndarray  # (W, 4) base frequencies of the aligned seqlets, trimmed
     contributions: np.ndarray  # (W, 4) mean contribution of each observed base (the CWM), trimmed
-    span: tuple[int, int]  # [start, end) of the trimmed span within the untrimmed pattern
 
 
 def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, settings: ModiscoSettings, hdf5_path) -> list[Motif]:
@@ -113,7 +112,7 @@ def to_motifs(positive: list, negative: list) -> list[Motif]:
             cwm = np.asarray(pattern.contrib_scores, np.float64)
             start, end = trim_span(cwm)
             motifs.append(Motif(f"{group}.pattern_{i}", sign, len(pattern.seqlets),
-                                np.asarray(pattern.sequence, np.float64)[start:end], cwm[start:end], (start, end)))
+                                np.asarray(pattern.sequence, np.float64)[start:end], cwm[start:end]))
     return motifs
 
 
