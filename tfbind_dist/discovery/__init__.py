@@ -19,7 +19,7 @@ from tfbind_dist.discovery.inputs import Contributions
 from tfbind_dist.discovery.matching import match_motifs, own_matrix_ids
 from tfbind_dist.discovery.modisco import ModiscoSettings, TooFewSeqlets, run_modisco
 from tfbind_dist.discovery.report import motif_table, own_motif_rank, write_motif_figure
-from tfbind_dist.storage import as_path, atomic_output, write_csv_atomic
+from tfbind_dist.storage import as_path, atomic_output, remove_stale_temps, write_csv_atomic
 
 MOTIFS_CSV = "motifs.csv"
 MODISCO_H5 = "modisco_results.h5"
@@ -46,6 +46,8 @@ def discover_motifs(contributions: Contributions, tf: str, out_dir, *, settings:
     say(f"motifs: TF-MoDISco on {n:,} sequences of {length} bp", flush=True)
     out = as_path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / FIGURES):  # temp files of an earlier run that was killed mid-write
+        remove_stale_temps(folder)
     with atomic_output(out / MODISCO_H5) as tmp:
         motifs = run_modisco(one_hot(contributions.codes, "zeros"), contributions.hypothetical, settings, tmp)
         (out / MOTIFS_CSV).unlink(missing_ok=True)  # an earlier run's table no longer describes the folder
