@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tfbind_dist.data.encoding import encode, reverse_complement
-from tfbind_dist.data.synthetic import motif_probabilities
+from tfbind_dist.data.jaspar import tf_probabilities as motif_probabilities
 from tfbind_dist.interpret import motifs
 
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tfbind_dist import config
-from tfbind_dist.data import io, synthetic
+from tfbind_dist import registry
+from tfbind_dist.data import io, jaspar, synthetic
 from tfbind_dist.data.encoding import encode, reverse_complement
 
 N_TRAIN = 300
@@ -33,9 +33,9 @@ def _spans(table: pa.Table) -> tuple[list[list[int]], list[list[int]]]:
 
 
 def test_motif_ids_cover_all_tfs_and_load_offline():
-    assert set(synthetic.MOTIF_IDS) == set(config.TFS) == set(synthetic.DIFFICULTY)
-    for tf in config.TFS:
-        probs = synthetic.motif_probabilities(tf)
+    assert set(registry.JASPAR_IDS) == set(registry.TFS) == set(synthetic.DIFFICULTY)
+    for tf in registry.TFS:
+        probs = jaspar.tf_probabilities(tf)
         assert probs.ndim == 2 and probs.shape[1] == 4 and probs.shape[0] >= 6
         np.testing.assert_allclose(probs.sum(axis=1), 1.0)
         assert (probs > 0).all()
@@ -44,14 +44,14 @@ def test_motif_ids_cover_all_tfs_and_load_offline():
 def test_motif_probabilities_match_jaspar_consensus():
     # CTCF MA0139.2's consensus is GCCACCAGGGGGCGC; MAX's E-box is CACGTG.
     for tf, consensus in (("CTCF", "GCCACCAGGGGGCGC"), ("MAX", "CACGTG")):
-        probs = synthetic.motif_probabilities(tf)
+        probs = jaspar.tf_probabilities(tf)
         assert "".join("ACGT"[i] for i in probs.argmax(axis=1)) == consensus
 
 
 def test_motif_probabilities_returns_a_copy():
-    probs = synthetic.motif_probabilities("CTCF")
+    probs = jaspar.tf_probabilities("CTCF")
     probs[:] = 0
-    assert synthetic.motif_probabilities("CTCF").sum() > 0
+    assert jaspar.tf_probabilities("CTCF").sum() > 0
 
 
 def test_unknown_tf_is_rejected():
@@ -62,7 +62,7 @@ def test_unknown_tf_is_rejected():
 def test_same_seed_identical_other_seed_different(tables):
     again = synthetic.synthesize_tf("CTCF", n_train=N_TRAIN, seed=3)
     other = synthetic.synthesize_tf("CTCF", n_train=N_TRAIN, seed=4)
-    for split in config.SPLITS:
+    for split in registry.SPLITS:
         assert again[split].equals(tables["CTCF"][split])
         assert not other[split].column("sequence").equals(tables["CTCF"][split].column("sequence"))
 
@@ -80,7 +80,7 @@ def test_shapes_columns_dtypes(tables):
     valid = max(N_TRAIN // 7, 200)
     sizes = {"train": N_TRAIN, "valid": valid, "test": 2 * valid}
     for tf, splits in tables.items():
-        assert set(splits) == set(config.SPLITS)
+        assert set(splits) == set(registry.SPLITS)
         for split, table in splits.items():
             assert table.num_rows == sizes[split]
             schema = table.schema
@@ -118,7 +118,7 @@ def test_gc_content_matched_between_classes():
 
 def test_spans_inside_and_positives_mostly_carry_motif(tables):
     for tf, splits in tables.items():
-        width = synthetic.motif_probabilities(tf).shape[0]
+        width = jaspar.tf_probabilities(tf).shape[0]
         table = splits["train"]
         starts, ends = _spans(table)
         strands = table.column("motif_strand").to_pylist()
@@ -140,7 +140,7 @@ def test_spans_inside_and_positives_mostly_carry_motif(tables):
 def test_planted_bases_score_high_under_pwm(tables):
     rng = np.random.default_rng(0)
     for tf, splits in tables.items():
-        probs = synthetic.motif_probabilities(tf)
+        probs = jaspar.tf_probabilities(tf)
         width = probs.shape[0]
         table = splits["train"]
         codes = encode(table.column("sequence").to_pylist())
@@ -192,14 +192,14 @@ def test_too_short_length_is_rejected():
 def test_synthesize_writes_loadable_files(tmp_path, tables):
     out = tmp_path / "synth"
     written = synthetic.synthesize(out, tfs=("CTCF", "SRF"), n_train=N_TRAIN, seed=3)
-    expected = [io.split_path(out, tf, split) for tf in ("CTCF", "SRF") for split in config.SPLITS]
+    expected = [io.split_path(out, tf, split) for tf in ("CTCF", "SRF") for split in registry.SPLITS]
     assert written == expected
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([p.name for p in expected] + ["SYNTHETIC.md"])  # no temp files left
     readme = (out / "SYNTHETIC.md").read_text()
     assert "MA0139.2" in readme and "MA0083.3" in readme and "Seed 3" in readme
     for tf in ("CTCF", "SRF"):
-        for split in config.SPLITS:
+        for split in registry.SPLITS:
             assert pq.read_table(io.split_path(out, tf, split)).equals(tables[tf][split])
             data = io.load_split(out, tf, split)
             assert data.codes.shape == (tables[tf][split].num_rows, 200)

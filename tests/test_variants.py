@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SHARED_DATA, run_cli
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 from tfbind_dist.data.variants import shard_variants, variant_centre
 
 GENOME = SHARED_DATA / "ecoli_genome" / "MG1655-K12.fasta.gz"

@@ -246,7 +246,7 @@ def cmd_explain(args) -> int:
     from tfbind_dist.interpret import normalize_methods
 
     methods = normalize_methods(m for group in args.method for m in group.split(","))
-    from tfbind_dist.data.synthetic import MOTIF_IDS
+    from tfbind_dist.registry import JASPAR_IDS as MOTIF_IDS
     from tfbind_dist.interpret import ARRAY_NAMES, explain
     from tfbind_dist.interpret.report import describe_top, motif_table, write_figures
     from tfbind_dist.storage import write_csv_atomic, write_npz_atomic

@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from tfbind_dist.errors import ConfigError
+from tfbind_dist.registry import MODEL_PRESETS, N_POLICIES, SPLITS, TFS  # noqa: F401 (SPLITS, TFS: re-exported)
 from tfbind_dist.storage import epath, is_remote
 
-TFS = ("ARID3", "ATF2", "BACH1", "CTCF", "ELK1", "GABPA", "MAX", "REST", "SRF", "ZNF24")
-SPLITS = ("train", "valid", "test")
 # Settings of how one invocation runs, not of what it trains (ignored when resuming or naming a job).
 OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout")
 
@@ -27,10 +27,6 @@ def absolute_data_path(path: str) -> str:
     if path == "synthetic" or is_remote(path):
         return path
     return str(Path(path).expanduser().absolute())
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that cannot be used; the message names it."""
 
 
 @dataclass
@@ -99,13 +95,10 @@ class RunConfig:
         return data
 
     def validate(self) -> "RunConfig":
-        from tfbind_dist.data.encoding import N_POLICIES
-        from tfbind_dist.models.presets import PRESET_TABLE as PRESETS
-
         checks = [
             (self.data.n_policy in N_POLICIES, "data.n_policy", f"one of {N_POLICIES}"),
             (self.data.loader in ("grain", "tfdata"), "data.loader", "grain or tfdata"),
-            (self.model.name in PRESETS, "model.name", f"one of {sorted(PRESETS)}"),
+            (self.model.name in MODEL_PRESETS, "model.name", f"one of {sorted(MODEL_PRESETS)}"),
             (self.train.optimizer in ("adam", "adamw"), "train.optimizer", "adam or adamw"),
             (self.train.steps > 0, "train.steps", "positive"),
             (self.train.batch_size > 0, "train.batch_size", "positive"),

@@ -23,6 +23,7 @@ from typing import Any
 
 from tfbind_dist import config as config_lib
 from tfbind_dist.config import RunConfig
+from tfbind_dist.errors import RunConfigMismatch, RunDirError  # noqa: F401 (re-exported)
 from tfbind_dist.storage import AnyPath, as_path, is_remote, read_parquet, write_bytes_atomic, write_table_atomic, \
     write_text_atomic
 
@@ -35,14 +36,6 @@ CHECKPOINTS = "checkpoints"
 LEARNING_CURVE = "learning_curve.png"
 TENSORBOARD = "tb"
 METRIC_COLUMNS = ["step", "split", "metric", "value"]
-
-
-class RunConfigMismatch(ValueError):
-    """A run directory holds a run with a different configuration."""
-
-
-class RunDirError(FileNotFoundError):
-    """A path that is not a usable run directory; the message names the file."""
 
 
 class RunDir:

@@ -11,10 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
+from tfbind_dist.errors import SequenceError
+from tfbind_dist.registry import N_POLICIES
+
 ALPHABET = "ACGT"
 N_CODE = 4
 INVALID = 255
-N_POLICIES = ("uniform", "zeros", "ones", "error")
 
 IUPAC_AMBIGUITY = "RYKMSWBDHV"  # read as N at every entry point (FASTA genomes carry them)
 
@@ -27,10 +29,6 @@ for _base in IUPAC_AMBIGUITY:
 ALLOWED = "ACGTN and IUPAC ambiguity codes (read as N), any case"
 _DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 _COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
-
-
-class SequenceError(ValueError):
-    """A sequence that cannot be encoded; the message names record and position."""
 
 
 def _raise_invalid(codes: np.ndarray, raw: np.ndarray, names: Sequence[str] | None) -> None:

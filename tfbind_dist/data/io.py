@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tfbind_dist.config import SPLITS
-from tfbind_dist.data.encoding import SequenceError, encode_bytes
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.registry import SPLITS
+from tfbind_dist.data.encoding import encode_bytes
+from tfbind_dist.errors import DataError, SequenceError
 from tfbind_dist.data.readers import FASTA_SUFFIXES, iter_fasta, read_csv_table
 from tfbind_dist.storage import write_table_atomic
 

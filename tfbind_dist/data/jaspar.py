@@ -1,7 +1,7 @@
 """JASPAR matrices from pyjaspar's bundled database (offline): the one place that reads it.
 
-Used for the synthetic data's planted motifs (one matrix by ID) and for naming discovered
-motifs (a whole collection, e.g. the vertebrate CORE matrices, latest version of each).
+Used for each TF's own matrix (the synthetic data's planted motifs, explain's motif scan) and for
+naming discovered motifs (a whole collection, e.g. the vertebrate CORE matrices, latest version of each).
 """
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+
+from tfbind_dist.errors import DataError
+from tfbind_dist.registry import JASPAR_IDS
 
 
 class JasparMatrix(NamedTuple):
@@ -49,10 +52,31 @@ def collection(tax_group: str = "vertebrates", name: str = "CORE") -> tuple[Jasp
     return tuple(sorted((JasparMatrix(m.matrix_id, m.name, _counts(m)) for m in motifs), key=lambda m: m.matrix_id))
 
 
+def tf_probabilities(tf: str) -> np.ndarray:
+    """Base probabilities (W, 4; columns A, C, G, T) of the TF's JASPAR matrix (`registry.JASPAR_IDS`).
+
+    Each column is smoothed with a sqrt(N) pseudocount spread evenly over the four bases
+    (Wasserman & Sandelin), so no base has probability zero and matrices built from few sites
+    (ARID3: 27) are not overconfident. What the synthetic data plants and explain scans for.
+    """
+    if tf not in JASPAR_IDS:
+        raise DataError(f"unknown TF {tf!r}; choose one of: {', '.join(JASPAR_IDS)}")
+    return _smoothed(JASPAR_IDS[tf]).copy()
+
+
+@lru_cache(maxsize=None)
+def _smoothed(matrix_id: str) -> np.ndarray:
+    counts = matrix_counts(matrix_id)
+    n = counts.sum(axis=1, keepdims=True)
+    probs = (counts + np.sqrt(n) / 4) / (n + np.sqrt(n))
+    probs.setflags(write=False)
+    return probs
+
+
 def probabilities(counts: np.ndarray, pseudocount: float = 0.0) -> np.ndarray:
     """(W, 4) base probabilities of a count matrix, with `pseudocount` added to every count."""
     counts = np.asarray(counts, dtype=np.float64) + pseudocount
     return counts / counts.sum(axis=1, keepdims=True)
 
 
-__all__ = ["JasparMatrix", "collection", "matrix_counts", "probabilities"]
+__all__ = ["JasparMatrix", "collection", "matrix_counts", "probabilities", "tf_probabilities"]

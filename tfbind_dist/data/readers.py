@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 CSV_SUFFIXES = (".csv", ".tsv")

@@ -27,25 +27,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tfbind_dist import config
-from tfbind_dist.data import io, jaspar
+from tfbind_dist.data import io
+from tfbind_dist.data.jaspar import tf_probabilities
 from tfbind_dist.data.encoding import decode
+from tfbind_dist.errors import DataError
+from tfbind_dist.registry import JASPAR_IDS, SPLITS, TFS
 from tfbind_dist.storage import write_table_atomic, write_text_atomic
 
 SYNTHETIC_MARKER = "SYNTHETIC.md"  # written beside the splits: this folder holds synthetic data
 
-MOTIF_IDS: dict[str, str] = {
-    "ARID3": "MA0151.1",
-    "ATF2": "MA1632.2",
-    "BACH1": "MA1633.2",
-    "CTCF": "MA0139.2",
-    "ELK1": "MA0028.3",
-    "GABPA": "MA0062.4",
-    "MAX": "MA0058.4",
-    "REST": "MA0138.3",
-    "SRF": "MA0083.3",
-    "ZNF24": "MA1124.1",
-}
 
 
 @dataclass(frozen=True)
@@ -100,32 +90,12 @@ SECOND_GAP = (2, 20)     # bp between the two instances of a two-instance positi
 
 _COMPLEMENT = np.array([3, 2, 1, 0], dtype=np.uint8)
 _EMPTY = np.uint8(255)  # marks positions not yet planted, before the background fill
-_SPLIT_INDEX = {name: i for i, name in enumerate(config.SPLITS)}
+_SPLIT_INDEX = {name: i for i, name in enumerate(SPLITS)}
 
 
 def _check_tf(tf: str) -> None:
-    if tf not in MOTIF_IDS:
-        raise ValueError(f"unknown TF {tf!r}; choose one of: {', '.join(MOTIF_IDS)}")
-
-
-@lru_cache(maxsize=None)
-def _probabilities(tf: str) -> np.ndarray:
-    counts = jaspar.matrix_counts(MOTIF_IDS[tf])
-    n = counts.sum(axis=1, keepdims=True)
-    probs = (counts + np.sqrt(n) / 4) / (n + np.sqrt(n))
-    probs.setflags(write=False)
-    return probs
-
-
-def motif_probabilities(tf: str) -> np.ndarray:
-    """Base probabilities (W, 4; columns A, C, G, T) of the TF's JASPAR motif.
-
-    Each column is smoothed with a sqrt(N) pseudocount spread evenly over the
-    four bases (Wasserman & Sandelin), so no base has probability zero and
-    matrices built from few sites (ARID3: 27) are not overconfident.
-    """
-    _check_tf(tf)
-    return _probabilities(tf).copy()
+    if tf not in JASPAR_IDS:
+        raise DataError(f"unknown TF {tf!r}; choose one of: {', '.join(JASPAR_IDS)}")
 
 
 def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -182,7 +152,7 @@ def _fill_background(rng: np.random.Generator, seqs: np.ndarray) -> None:
 def _plant_decoys(rng: np.random.Generator, seqs: np.ndarray, tf: str) -> None:
     """Plant 0-2 instances of the other TFs' motifs per sequence near the centre."""
     n, length = seqs.shape
-    others = [t for t in MOTIF_IDS if t != tf]
+    others = [t for t in JASPAR_IDS if t != tf]
     n_decoys = rng.choice(len(DECOY_PROBS), size=n, p=DECOY_PROBS)
     rows = np.repeat(np.arange(n), n_decoys)
     which = rng.integers(0, len(others), size=len(rows))
@@ -191,7 +161,7 @@ def _plant_decoys(rng: np.random.Generator, seqs: np.ndarray, tf: str) -> None:
         sel = which == k
         if not sel.any():
             continue
-        probs = _probabilities(other)
+        probs = tf_probabilities(other)
         width = probs.shape[0]
         starts = np.clip((length - width) // 2 + jitter[sel], 0, length - width)
         codes, _ = _sample_instances(rng, probs, int(sel.sum()))
@@ -206,7 +176,7 @@ def _synthesize_split(tf: str, split: str, n: int, seed: int, length: int) -> pa
     """Generate one shuffled, balanced split of n rows as an Arrow table."""
     rng = _split_rng(tf, split, seed)
     knobs = DIFFICULTY[tf]
-    probs = _probabilities(tf)
+    probs = tf_probabilities(tf)
     width = probs.shape[0]
     if length < 2 * width + 2 * CENTRE_JITTER + SECOND_GAP[1]:
         raise ValueError(f"{tf}: length {length} is too short for motif width {width}; "
@@ -314,12 +284,12 @@ def _describe(tfs: Iterable[str], n_train: int, seed: int, length: int) -> str:
     ]
     for tf in tfs:
         d = DIFFICULTY[tf]
-        lines.append(f"| {tf} | {MOTIF_IDS[tf]} | {_probabilities(tf).shape[0]} | {d.motif_frac} | "
+        lines.append(f"| {tf} | {JASPAR_IDS[tf]} | {tf_probabilities(tf).shape[0]} | {d.motif_frac} | "
                      f"{d.temperature} | {d.neg_motif_frac} |")
     return "\n".join(lines) + "\n"
 
 
-def synthesize(out_dir: str | Path, *, tfs: Iterable[str] = config.TFS, n_train: int = 6000, seed: int = 0,
+def synthesize(out_dir: str | Path, *, tfs: Iterable[str] = TFS, n_train: int = 6000, seed: int = 0,
                length: int = 200) -> list[Path]:
     """Write `{TF}_{split}.parquet` for each TF and split, plus SYNTHETIC.md; return the Parquet paths.
 

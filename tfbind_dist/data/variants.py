@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from tfbind_dist.data.encoding import encode_bytes
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 from tfbind_dist.data.readers import is_gzip
 from tfbind_dist.data.shard import SHARD_MANIFEST, codes_column, prepare_out_dir
 from tfbind_dist.data.sources import cache_root

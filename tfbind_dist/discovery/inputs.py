@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from tfbind_dist.data.encoding import one_hot
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 from tfbind_dist.interpret import center_bases, hypothetical_contributions
 from tfbind_dist.rundir import RunDir
 from tfbind_dist.scoring.scorer import codes_of, column_keys

@@ -11,7 +11,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from tfbind_dist.data import jaspar
-from tfbind_dist.data.synthetic import MOTIF_IDS
+from tfbind_dist.registry import JASPAR_IDS
 
 
 class Match(NamedTuple):
@@ -57,7 +57,7 @@ def own_matrix_ids(tf: str, targets: Sequence[jaspar.JasparMatrix]) -> set[str]:
     """The collection's matrices of the TF itself: its name (or a dimer naming it), or the matrix the
     synthetic data plants for it."""
     tf = tf.upper()
-    planted = MOTIF_IDS.get(tf, "").split(".")[0]
+    planted = JASPAR_IDS.get(tf, "").split(".")[0]
     return {t.matrix_id for t in targets
             if tf in t.name.upper().split("::") or (planted and t.matrix_id.split(".")[0] == planted)}
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 
 TRIM_THRESHOLD = 0.3  # keep the span where |contribution| >= 30% of its maximum, as modisco's report does
 

@@ -121,16 +121,16 @@ def score_p_values(log_odds_matrix: np.ndarray, scores, background=UNIFORM, reso
 
 def _probs_of(tf_or_probs) -> np.ndarray:
     if isinstance(tf_or_probs, str):
-        from tfbind_dist.data.synthetic import motif_probabilities
+        from tfbind_dist.data.jaspar import tf_probabilities
 
-        return motif_probabilities(tf_or_probs)
+        return tf_probabilities(tf_or_probs)
     return _matrix(tf_or_probs, "probs")
 
 
 def best_match(codes: np.ndarray, tf_or_probs, background=UNIFORM) -> MotifMatch:
     """Highest-scoring window over both strands of each sequence.
 
-    `tf_or_probs` is a TF name (its JASPAR matrix, `synthetic.motif_probabilities`)
+    `tf_or_probs` is a TF name (its JASPAR matrix, `data.jaspar.tf_probabilities`)
     or a (W, 4) probability matrix. Ties go to the leftmost window, forward strand first.
     """
     lom = log_odds(_probs_of(tf_or_probs), background)

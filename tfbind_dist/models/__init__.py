@@ -1,6 +1,6 @@
 """Flax model families and their named presets.
 
-Imported lazily, so that reading preset names (`models.presets`) does not import Flax and JAX.
+Imported lazily; the preset names are plain data in `tfbind_dist.registry` (no Flax, no JAX).
 """
 from __future__ import annotations
 

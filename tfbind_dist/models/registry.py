@@ -6,10 +6,10 @@ from typing import Any
 import flax.linen as nn
 
 from tfbind_dist.models import families
-from tfbind_dist.models.presets import PRESET_TABLE
+from tfbind_dist.registry import MODEL_PRESETS
 
 PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
-    name: (getattr(families, family), overrides) for name, (family, overrides) in PRESET_TABLE.items()
+    name: (getattr(families, family), overrides) for name, (family, overrides) in MODEL_PRESETS.items()
 }
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from tfbind_dist.data.batching import pad_rows
 from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.deeplift import deeplift_shap
 from tfbind_dist.interpret.ism import ism

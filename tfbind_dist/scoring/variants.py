@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfbind_dist.data.errors import DataError
+from tfbind_dist.errors import DataError
 from tfbind_dist.data.shard import SHARD_MANIFEST
 from tfbind_dist.data.variants import shard_variants
 from tfbind_dist.scoring.service import ScoreSummary, check_runs, expand_runs, score_shards

@@ -46,7 +46,7 @@ def sanity_sequences(tf: str, length: int) -> list[tuple[str, str, str]]:
         motif = CHAPTER_CTCF_MOTIF
         filled = CHAPTER_CTCF_MOTIF * (length // len(motif)) + "A" * (length % len(motif))
     else:
-        from tfbind_dist.data.synthetic import motif_probabilities
+        from tfbind_dist.data.jaspar import tf_probabilities as motif_probabilities
 
         motif = "".join("ACGT"[i] for i in motif_probabilities(tf).argmax(axis=1))
         filled = _tile(motif + "AAAA", length)

@@ -1,0 +1,39 @@
+"""The project's user-error types: a mistake in what the user gave, not a bug.
+
+Every message names the file, row, field, sequence or position at fault. The command line
+turns exactly these into its one-line `tfbind: error: ...` and exit status 2; any other
+exception is a bug and keeps its traceback. In Python, catch `TfbindError` for all of them.
+"""
+from __future__ import annotations
+
+
+class TfbindError(Exception):
+    """Base of every user error the package raises on purpose."""
+
+
+class ConfigError(TfbindError, ValueError):
+    """A configuration value or key that cannot be used; the message names it."""
+
+
+class DataError(TfbindError, ValueError):
+    """Unusable input data; the message names the file, row and field."""
+
+
+class SequenceError(DataError):
+    """A sequence that cannot be used (bad character or code, wrong length, none at all): names sequence and position."""
+
+
+class RunDirError(TfbindError, FileNotFoundError):
+    """A path that is not a usable run directory; the message names the file."""
+
+
+class RunConfigMismatch(TfbindError, ValueError):
+    """A run directory holds a run with a different configuration."""
+
+
+class MissingExtra(TfbindError, ImportError):
+    """An optional dependency a command needs is not installed; the message names the extra to install."""
+
+
+__all__ = ["TfbindError", "ConfigError", "DataError", "SequenceError", "RunDirError", "RunConfigMismatch",
+           "MissingExtra"]
