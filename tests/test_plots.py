@@ -2,8 +2,19 @@ import numpy as np
 import pytest
 
 from tfbind_dist.interpret import plots
+from tfbind_dist.plotting import detached
+from tfbind_dist.storage import save_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _draw(path, plot, *args, panels=1, **kwargs):
+    """Draw `plot` on a detached figure (one axes per panel) and save it to `path`; the axes it returned."""
+    figure, axes = detached((10, 4), panels, 1)
+    target = {"ax": axes[0, 0]} if panels == 1 else {"axes": axes[:, 0]}
+    drawn = plot(*args, **target, **kwargs)
+    save_figure(figure, path)
+    return drawn
 
 
 def _assert_png(path, min_bytes=5_000):
@@ -26,31 +37,33 @@ def _ism_inputs(length=60, seed=0):
 
 def test_plot_ism_writes_png_with_highlight_and_window(tmp_path):
     delta, importance, sequence = _ism_inputs()
-    plots.plot_ism(delta, importance, sequence, tmp_path / "full.png", title="ISM")
-    plots.plot_ism(delta, importance, sequence, tmp_path / "marked.png", title="ISM", highlight=(20, 35))
-    plots.plot_ism(delta, importance, sequence, tmp_path / "zoom.png", highlight=(20, 35), window=(15, 40))
+    _draw(tmp_path / "full.png", plots.plot_ism, delta, sequence, importance=importance, title="ISM")
+    _draw(tmp_path / "marked.png", plots.plot_ism, delta, sequence, importance=importance, title="ISM",
+          highlight=(20, 35))
+    heat = _draw(tmp_path / "zoom.png", plots.plot_ism, delta, sequence, highlight=(20, 35), window=(15, 40))
+    assert heat.get_xlim() == (14.5, 39.5) and len(heat.figure.axes) == 3  # track, heatmap, colour bar
     for name in ("full", "marked", "zoom"):
         _assert_png(tmp_path / f"{name}.png")
     assert (tmp_path / "marked.png").read_bytes() != (tmp_path / "full.png").read_bytes()
 
 
 def test_plot_ism_accepts_all_zero_deltas(tmp_path):
-    plots.plot_ism(np.zeros((30, 4)), np.zeros(30), "A" * 30, tmp_path / "zero.png")
+    _draw(tmp_path / "zero.png", plots.plot_ism, np.zeros((30, 4)), "A" * 30)
     _assert_png(tmp_path / "zero.png")
 
 
 def test_plot_ism_rejects_bad_shapes_and_spans(tmp_path):
     delta, importance, sequence = _ism_inputs()
     with pytest.raises(ValueError, match=r"delta must have shape \(L, 4\) = \(60, 4\).*got \(59, 4\)"):
-        plots.plot_ism(delta[:-1], importance, sequence, tmp_path / "x.png")
+        _draw(tmp_path / "x.png", plots.plot_ism, delta[:-1], sequence)
     with pytest.raises(ValueError, match=r"delta must have shape \(L, 4\)"):
-        plots.plot_ism(delta.T, importance, sequence, tmp_path / "x.png")
+        _draw(tmp_path / "x.png", plots.plot_ism, delta.T, sequence)
     with pytest.raises(ValueError, match=r"importance must have shape \(L,\) = \(60,\)"):
-        plots.plot_ism(delta, importance[:10], sequence, tmp_path / "x.png")
+        _draw(tmp_path / "x.png", plots.plot_ism, delta, sequence, importance=importance[:10])
     with pytest.raises(ValueError, match="window must satisfy"):
-        plots.plot_ism(delta, importance, sequence, tmp_path / "x.png", window=(40, 20))
+        _draw(tmp_path / "x.png", plots.plot_ism, delta, sequence, window=(40, 20))
     with pytest.raises(ValueError, match="highlight must satisfy"):
-        plots.plot_ism(delta, importance, sequence, tmp_path / "x.png", highlight=(50, 70))
+        _draw(tmp_path / "x.png", plots.plot_ism, delta, sequence, highlight=(50, 70))
     assert not (tmp_path / "x.png").exists()
 
 
@@ -58,12 +71,13 @@ def test_plot_gradient_zoom(tmp_path):
     rng = np.random.default_rng(1)
     sequence = _sequence(rng, 80)
     grad = rng.normal(size=(80, 4))
-    plots.plot_gradient_zoom(grad, sequence, 30, 50, tmp_path / "zoom.png", title="Gradient zoom")
+    ax = _draw(tmp_path / "zoom.png", plots.plot_gradient_zoom, grad, sequence, 30, 50, title="Gradient zoom")
     _assert_png(tmp_path / "zoom.png")
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(sequence[30:50])
     with pytest.raises(ValueError, match=r"grad must have shape \(L, 4\) = \(79, 4\)"):
-        plots.plot_gradient_zoom(grad, sequence[:-1], 30, 50, tmp_path / "bad.png")
+        _draw(tmp_path / "bad.png", plots.plot_gradient_zoom, grad, sequence[:-1], 30, 50)
     with pytest.raises(ValueError, match="start, end must satisfy"):
-        plots.plot_gradient_zoom(grad, sequence, 70, 90, tmp_path / "bad.png")
+        _draw(tmp_path / "bad.png", plots.plot_gradient_zoom, grad, sequence, 70, 90)
 
 
 @pytest.mark.parametrize("length", [24, 120])
@@ -72,7 +86,9 @@ def test_plot_gradient_grid(tmp_path, length):
     sequences = [_sequence(rng, length) for _ in range(10)]
     grads = rng.normal(size=(10, length, 4))
     titles = [f"seq {k}" for k in range(10)]
-    plots.plot_gradient_grid(grads, sequences, tmp_path / "grid.png", titles=titles, title="Gradients")
+    axes = _draw(tmp_path / "grid.png", plots.plot_gradient_grid, grads, sequences, panels=10, titles=titles,
+                 title="Gradients")
+    assert [ax.get_title(loc="left") for ax in axes] == titles
     _assert_png(tmp_path / "grid.png", min_bytes=20_000)
 
 
@@ -81,22 +97,27 @@ def test_plot_gradient_grid_rejects_mismatches(tmp_path):
     sequences = [_sequence(rng, 30) for _ in range(3)]
     grads = rng.normal(size=(3, 30, 4))
     with pytest.raises(ValueError, match=r"K = len\(sequences\) = 2"):
-        plots.plot_gradient_grid(grads, sequences[:2], tmp_path / "bad.png")
+        _draw(tmp_path / "bad.png", plots.plot_gradient_grid, grads, sequences[:2], panels=3)
     with pytest.raises(ValueError, match=r"grads\[1\] must have shape \(L, 4\) = \(29, 4\)"):
-        plots.plot_gradient_grid(grads, [sequences[0], sequences[1][:-1], sequences[2]], tmp_path / "bad.png")
+        _draw(tmp_path / "bad.png", plots.plot_gradient_grid, grads, [sequences[0], sequences[1][:-1], sequences[2]],
+              panels=3)
     with pytest.raises(ValueError, match="titles must have one entry per sequence"):
-        plots.plot_gradient_grid(grads, sequences, tmp_path / "bad.png", titles=["a"])
+        _draw(tmp_path / "bad.png", plots.plot_gradient_grid, grads, sequences, panels=3, titles=["a"])
+    with pytest.raises(ValueError, match=r"axes must hold one axes per sequence \(3\), got 2"):
+        _draw(tmp_path / "bad.png", plots.plot_gradient_grid, grads, sequences, panels=2)
 
 
 def test_plot_attribution_logo(tmp_path):
     rng = np.random.default_rng(4)
     sequence = _sequence(rng, 50)[:20] + "N" + _sequence(rng, 29)
     attribution = rng.normal(size=(50, 4))
-    plots.plot_attribution_logo(attribution, sequence, tmp_path / "logo.png", start=10, end=40, title="Logo")
-    plots.plot_attribution_logo(attribution, sequence, tmp_path / "whole.png")
+    ax = _draw(tmp_path / "logo.png", plots.plot_attribution_logo, attribution, sequence, start=10, end=40,
+               title="Logo")
+    assert ax.get_xlim() == (9.5, 39.5) and ax.get_title() == "Logo"
+    _draw(tmp_path / "whole.png", plots.plot_attribution_logo, attribution, sequence)
     _assert_png(tmp_path / "logo.png")
     _assert_png(tmp_path / "whole.png")
     with pytest.raises(ValueError, match=r"attribution must have shape \(L, 4\) = \(50, 4\)"):
-        plots.plot_attribution_logo(attribution[:, :3], sequence, tmp_path / "bad.png")
+        _draw(tmp_path / "bad.png", plots.plot_attribution_logo, attribution[:, :3], sequence)
     with pytest.raises(ValueError, match="start, end must satisfy"):
-        plots.plot_attribution_logo(attribution, sequence, tmp_path / "bad.png", start=30, end=30)
+        _draw(tmp_path / "bad.png", plots.plot_attribution_logo, attribution, sequence, start=30, end=30)

@@ -11,7 +11,7 @@ from tfbind_dist.sweep.spec import load_spec
 
 
 def _spec(tmp_path, steps=300):
-    spec = {"name": "drill", "defaults": {"data": {"path": "synthetic", "synth_n_train": 1200},
+    spec = {"name": "drill", "recipe": "chapter", "defaults": {"data": {"path": "synthetic", "synth_n_train": 1200},
                                           "train": {"steps": steps, "eval_every": 20}},
             "matrix": {"data.tf": ["CTCF", "ZNF24"], "train.seed": [1, 2]}}
     path = tmp_path / "drill.yaml"
@@ -39,7 +39,7 @@ def test_spec_validation_names_the_bad_key(tmp_path):
 @pytest.mark.slow
 def test_multi_host_job_spans_both_nodes(ray_cluster, tmp_path):
     spec = tmp_path / "two_hosts.yaml"
-    spec.write_text(yaml.safe_dump({"name": "pod", "hosts": 2, "defaults": {
+    spec.write_text(yaml.safe_dump({"name": "pod", "recipe": "chapter", "resources": {"hosts": 2}, "defaults": {
         "data": {"tf": "CTCF", "path": "synthetic", "synth_n_train": 1200},
         "train": {"steps": 30, "eval_every": 10}, "model": {"overrides": {"dropout_rate": 0.0}}}}))
     proc = run_cli("sweep", spec, "--out", tmp_path / "sweep", "--address", ray_cluster, "--quiet",

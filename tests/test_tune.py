@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO, kill_node_under_a_checkpointed_run, latest_checkpoint_step, run_cli, start_cli
-from tfbind_dist.sweep.search_spec import load_search
+from tfbind_dist.tune.spec import load_search
 
 
 def _write(tmp_path, spec, name="search.yaml"):
@@ -33,7 +33,7 @@ BASE = {"name": "t", "tfs": ["CTCF"], "space": {"train.learning_rate": {"logunif
     ({"tfs": ["CTCF", "REST"], "resources": {"hosts": 2}}, "objective: per_tf"),
     ({"resource": {"cpus": 1}}, "unknown key 'resource'"),
     ({"resources": {"hosts": 0}}, "resources.hosts must be an integer >= 1"),
-    ({"resources": {"cpus": 0}}, "needs cpus or gpus"),
+    ({"resources": {"cpus": 0}}, "needs cpus, gpus or tpus"),
     ({"num_samples": "many"}, "num_samples must be an integer"),
     ({"tfs": ["CTCF", "CTCF"]}, "'CTCF' is listed twice"),
     ({"scheduler": {"name": "asha", "grace_period": 5000}}, "scheduler.grace_period=5000 is longer"),
@@ -64,7 +64,7 @@ def test_shipped_search_specs_load_and_map_to_tune_domains():
 
 def test_a_search_directory_refuses_another_spec(tmp_path):
     from tfbind_dist.config import ConfigError
-    from tfbind_dist.sweep.search import _check_spec
+    from tfbind_dist.tune.search import _check_spec
 
     spec = load_search(_write(tmp_path, BASE))
     _check_spec(tmp_path / "out", spec)
@@ -174,7 +174,7 @@ def test_search_with_asha_survives_a_driver_kill_and_its_best_recipe_trains(ray_
 @pytest.mark.slow
 def test_per_tf_optuna_search_of_two_host_trials(ray_cluster, synth_dir, tmp_path):
     spec = _write(tmp_path, {
-        "name": "pod", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 20, "eval_every": 10}},
+        "name": "pod", "recipe": "chapter", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 20, "eval_every": 10}},
         "tfs": ["CTCF", "ZNF24"], "objective": "per_tf",
         "space": {"train.learning_rate": {"loguniform": [1.0e-3, 1.0e-2]}},
         "searcher": "optuna", "scheduler": "none", "resources": {"cpus": 1, "hosts": 2}, "num_samples": 2,
@@ -196,7 +196,7 @@ def test_per_tf_optuna_search_of_two_host_trials(ray_cluster, synth_dir, tmp_pat
 @pytest.mark.slow
 def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_dir, tmp_path):
     spec = _write(tmp_path, {
-        "name": "loss", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 300, "eval_every": 20}},
+        "name": "loss", "recipe": "chapter", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 300, "eval_every": 20}},
         "tfs": ["CTCF"], "space": {"train.learning_rate": {"grid": [0.001, 0.003]}}, "scheduler": "none",
         "resources": {"cpus": 1}, "num_samples": 1, "max_concurrent": 2})
     out = tmp_path / "search"
@@ -218,7 +218,7 @@ def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_
 
 
 def test_a_trial_reports_each_evaluation_once_and_its_last_only_after_its_runs_end():
-    from tfbind_dist.sweep.search import new_reports
+    from tfbind_dist.tune.search import new_reports
 
     records = [{"step": s, "valid_auroc": s / 100} for s in (10, 20, 30)]
     assert [r["step"] for r in new_reports(records, -1, 30, finished=False)] == [10, 20]
@@ -230,7 +230,7 @@ def test_a_trial_reports_each_evaluation_once_and_its_last_only_after_its_runs_e
 @pytest.mark.slow
 def test_trials_that_draw_the_same_parameters_share_one_run(ray_cluster, synth_dir, tmp_path):
     spec = _write(tmp_path, {
-        "name": "same", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 30, "eval_every": 10}},
+        "name": "same", "recipe": "chapter", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 30, "eval_every": 10}},
         "tfs": ["CTCF"], "space": {"train.learning_rate": {"choice": [0.002]}}, "scheduler": "none",
         "resources": {"cpus": 1}, "num_samples": 3, "max_concurrent": 3})
     out = tmp_path / "search"

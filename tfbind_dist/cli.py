@@ -343,8 +343,8 @@ def cmd_sweep(args) -> int:
 def cmd_tune(args) -> int:
     from tfbind_dist import config as C
     from tfbind_dist.data.sources import check_data
-    from tfbind_dist.sweep.search import run_search
-    from tfbind_dist.sweep.search_spec import load_search, with_samples
+    from tfbind_dist.tune.search import run_search
+    from tfbind_dist.tune.spec import load_search, with_samples
 
     overrides = C.parse_set_args(args.set)
     if args.data:
@@ -395,7 +395,8 @@ def cmd_variants(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tfbind_dist.sweep.report import to_markdown, write_report
+    from tfbind_dist.experiment import to_markdown
+    from tfbind_dist.sweep.report import write_report
 
     table = write_report(args.root)
     print(to_markdown(table.drop(columns=["node"])))
@@ -528,10 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_flags(p, "sweep spec YAML, e.g. jobs/per_tf.yaml", "sweep directory", "job")
     p.add_argument("--only", action="append", metavar="KEY=V1,V2", default=[],
                    help="run only jobs whose field has one of these values, e.g. --only data.tf=GABPA,REST")
-    p.add_argument("--cpus-per-job", type=float, default=1.0)
-    p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per job; the job's mesh uses all it gets")
-    p.add_argument("--tpus-per-job", type=float, default=0.0, help="TPU chips per job (Ray resource 'TPU')")
-    p.add_argument("--hosts-per-job", type=int, default=1,
+    p.add_argument("--cpus-per-job", type=float, help="CPUs per job (default: the spec's resources, else 1)")
+    p.add_argument("--gpus-per-job", type=float, help="GPUs per job; the job's mesh uses all it gets")
+    p.add_argument("--tpus-per-job", type=float, help="TPU chips per job (Ray resource 'TPU')")
+    p.add_argument("--hosts-per-job", type=int,
                    help="nodes per job (multi-host: one process per node via jax.distributed; a spec's `hosts:` "
                         "sets it per job); resources above are per node")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a job whose worker or node died")

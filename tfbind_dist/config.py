@@ -205,8 +205,13 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
-def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> RunConfig:
-    """A named recipe (`default`, `chapter`, ...) or a YAML file path, as a RunConfig."""
+def load_recipe(name_or_path: str | Path | None = None) -> RunConfig:
+    """A named recipe (`default`, `chapter`, ...) or a YAML file path, as a RunConfig.
+
+    The one rule for where a run's settings start: the recipe named, else the default recipe
+    (`tfbind train`, sweep and search specs, and the Python API all come through here).
+    """
+    name_or_path = name_or_path or DEFAULT_RECIPE
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         path = RECIPES_DIR / f"{name_or_path}.yaml"

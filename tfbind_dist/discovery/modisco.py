@@ -45,8 +45,10 @@ class Motif(NamedTuple):
     contributions: np.ndarray  # (W, 4) mean contribution of each observed base (the CWM), trimmed
 
 
-def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, settings: ModiscoSettings, hdf5_path) -> list[Motif]:
-    """Motifs of (N, L, 4) one-hot sequences and hypothetical contributions; modisco-lite's HDF5 goes to `hdf5_path`.
+def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, settings: ModiscoSettings,
+                hdf5_path=None) -> list[Motif]:
+    """Motifs of (N, L, 4) one-hot sequences and hypothetical contributions; modisco-lite's HDF5 goes to
+    `hdf5_path` when given.
 
     TF-MoDISco runs in a fresh (spawned) process: it forks helpers, which is unsafe in a process
     where JAX's threads run. Raises `TooFewSeqlets` (with the seqlet counts) when neither sign
@@ -57,11 +59,12 @@ def run_modisco(one_hot: np.ndarray, hypothetical: np.ndarray, settings: Modisco
                         f"({settings.sliding_window_size} + 2 x {settings.flank_size} flank)")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_modisco_process, np.ascontiguousarray(one_hot, np.float32),
-                           np.ascontiguousarray(hypothetical, np.float32), settings, str(hdf5_path)).result()
+                           np.ascontiguousarray(hypothetical, np.float32), settings,
+                           None if hdf5_path is None else str(hdf5_path)).result()
 
 
 def _modisco_process(one_hot: np.ndarray, hypothetical: np.ndarray, settings: ModiscoSettings,
-                     hdf5_path: str) -> list[Motif]:
+                     hdf5_path: str | None) -> list[Motif]:
     from modiscolite.io import save_hdf5
     from modiscolite.tfmodisco import TFMoDISco
 
@@ -85,7 +88,8 @@ def _modisco_process(one_hot: np.ndarray, hypothetical: np.ndarray, settings: Mo
             f"TF-MoDISco found no motif in {len(one_hot):,} sequences: {counts[0]} positive and {counts[1]} negative "
             f"seqlets passed its FDR of {settings.target_seqlet_fdr}, and a motif needs a group of more than "
             f"{settings.min_metacluster_size} of one sign. {advice}")
-    save_hdf5(hdf5_path, positive or None, negative or None, one_hot.shape[1])  # modisco-lite's own format
+    if hdf5_path is not None:
+        save_hdf5(hdf5_path, positive or None, negative or None, one_hot.shape[1])  # modisco-lite's own format
     return to_motifs(positive, negative)
 
 

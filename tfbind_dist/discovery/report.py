@@ -1,4 +1,4 @@
-"""What `tfbind motifs` writes: motifs.csv, the modisco HDF5 and one figure per motif."""
+"""What `tfbind motifs` reports: the motifs table and one figure per motif (contribution logo above its match)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,6 +7,7 @@ from tfbind_dist.data import jaspar
 from tfbind_dist.discovery.matching import Match, reverse_complement
 from tfbind_dist.discovery.modisco import Motif
 from tfbind_dist.interpret.plots import plot_motif_match
+from tfbind_dist.plotting import detached
 
 TOP_MATCHES = 3  # best JASPAR matches listed per motif
 SIGNIFICANT_Q = 0.05
@@ -43,7 +44,9 @@ def own_motif_rank(table: pd.DataFrame) -> int | None:
     return int(hits[0]) + 1 if len(hits) else None
 
 
-def write_motif_figure(motif: Motif, matches: list[Match], targets: dict[str, jaspar.JasparMatrix], path) -> None:
+def plot_motif(motif: Motif, matches: list[Match], targets: dict[str, jaspar.JasparMatrix], *, axes=None):
+    """A discovered motif's contribution logo above its best JASPAR match, aligned; `axes`: one per panel
+    (two, or one without a match; default: a new figure). Returns the axes."""
     best = matches[0] if matches else None
     probs = None
     match_title = ""
@@ -53,8 +56,18 @@ def write_motif_figure(motif: Motif, matches: list[Match], targets: dict[str, ja
             probs = reverse_complement(probs)
         strand = " (reverse complement)" if best.strand == "-" else ""
         match_title = f"best JASPAR match {best.matrix_id} {best.name}{strand}: q = {best.q_value:.2g}"
-    plot_motif_match(motif.contributions, probs, path, offset=best.offset if best else 0, match_title=match_title,
-                     title=f"{motif.name} ({motif.sign}), {motif.seqlets} seqlets: {consensus(motif.probabilities)}")
+    return plot_motif_match(motif.contributions, probs, axes=axes, offset=best.offset if best else 0,
+                            match_title=match_title, title=f"{motif.name} ({motif.sign}), {motif.seqlets} seqlets: "
+                                                           f"{consensus(motif.probabilities)}")
 
 
-__all__ = ["SIGNIFICANT_Q", "TOP_MATCHES", "consensus", "motif_table", "own_motif_rank", "write_motif_figure"]
+def motif_figure(motif: Motif, matches: list[Match], targets: dict[str, jaspar.JasparMatrix]):
+    """`plot_motif` on a detached figure, for a file."""
+    width = max(len(motif.probabilities), len(targets[matches[0].matrix_id].counts) if matches else 0) + 2
+    panels = 2 if matches else 1
+    figure, axes = detached((max(5.0, 0.35 * width), 2.4 * panels), panels, 1)
+    plot_motif(motif, matches, targets, axes=axes[:, 0])
+    return figure
+
+
+__all__ = ["SIGNIFICANT_Q", "TOP_MATCHES", "consensus", "motif_figure", "motif_table", "own_motif_rank", "plot_motif"]

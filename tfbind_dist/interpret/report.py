@@ -1,7 +1,5 @@
-"""Figures and motif checks for a set of explained sequences (what `tfbind explain` writes)."""
+"""Motif checks, descriptions and figures for a set of explained sequences (what `tfbind explain` writes)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +7,7 @@ import pandas as pd
 from tfbind_dist.data.encoding import encode
 from tfbind_dist.interpret import motifs, plots
 from tfbind_dist.interpret.summaries import describe_change, top_mutations
+from tfbind_dist.plotting import detached
 
 SIGNIFICANT_P = 1e-4
 
@@ -34,11 +33,13 @@ def describe_top(delta: np.ndarray, sequence: str, reference: float, k: int = 3)
     return [describe_change(m, reference) for m in picks]
 
 
-def write_figures(out: Path, sequences: list[str], arrays: dict[str, np.ndarray], table: pd.DataFrame | None,
-                  tf: str, max_sequences: int = 3) -> list[Path]:
-    """ISM heatmaps (motif highlighted), gradient grids, zooms and logos; returns the files written."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+def explanation_figures(sequences: list[str], arrays: dict[str, np.ndarray], table: pd.DataFrame | None, tf: str,
+                        max_sequences: int = 3) -> dict[str, object]:
+    """`tfbind explain`'s figures by file name: ISM heatmaps (motif highlighted), gradient grids, zooms and logos.
+
+    Detached figures (`tfbind_dist.plotting`), for the caller to save; nothing is shown or written here.
+    """
+    figures: dict[str, object] = {}
     shown = range(min(max_sequences, len(sequences)))
     for name, values in arrays.items():
         if name == "prediction":
@@ -48,22 +49,27 @@ def write_figures(out: Path, sequences: list[str], arrays: dict[str, np.ndarray]
                 highlight = None
                 if table is not None and table.significant[i]:
                     highlight = (int(table.motif_start[i]), int(table.motif_end[i]))
-                path = out / f"ism_{i}.png"
-                plots.plot_ism(values[i], np.abs(values[i]).sum(-1), sequences[i], path,
-                               title=f"{tf} ISM, sequence {i} (p={arrays['prediction'][i]:.3f})", highlight=highlight)
-                written.append(path)
+                fig, axes = detached((min(14.0, max(7.0, 0.3 * len(sequences[i]))), 4.2))
+                plots.plot_ism(values[i], sequences[i], ax=axes[0, 0], highlight=highlight,
+                               title=f"{tf} ISM, sequence {i} (p={arrays['prediction'][i]:.3f})")
+                figures[f"ism_{i}.png"] = fig
             continue
-        grid = out / f"{name}_grid.png"
-        plots.plot_gradient_grid(values[:10], sequences[:10], grid, title=f"{tf} {name}",
-                                 titles=[f"seq {i} p={arrays['prediction'][i]:.3f}" for i in range(min(10, len(values)))])
-        written.append(grid)
+        count = min(10, len(values))
+        fig, axes = detached((min(14.0, max(7.0, 0.3 * values.shape[1])), 1.0 + 1.1 * count), count, 1)
+        plots.plot_gradient_grid(values[:count], sequences[:count], axes=axes[:, 0], title=f"{tf} {name}",
+                                 titles=[f"seq {i} p={arrays['prediction'][i]:.3f}" for i in range(count)])
+        figures[f"{name}_grid.png"] = fig
         for i in shown:
             importance = np.abs(values[i]).sum(-1)
-            centre = int(motifs.hot_window(importance[None], 20)[0])
-            start, end = max(0, centre), min(len(sequences[i]), centre + 20)
-            zoom, logo = out / f"{name}_zoom_{i}.png", out / f"{name}_logo_{i}.png"
-            plots.plot_gradient_zoom(values[i], sequences[i], start, end, zoom, title=f"{tf} {name}, sequence {i}")
-            plots.plot_attribution_logo(values[i], sequences[i], logo, start=max(0, start - 10),
-                                        end=min(len(sequences[i]), end + 10), title=f"{tf} {name}, sequence {i}")
-            written += [zoom, logo]
-    return written
+            start = int(motifs.hot_window(importance[None], 20)[0])
+            end = min(len(sequences[i]), start + 20)
+            fig, axes = detached((max(5.0, 0.6 * (end - start) + 1.5), 3.2))
+            plots.plot_gradient_zoom(values[i], sequences[i], start, end, ax=axes[0, 0],
+                                     title=f"{tf} {name}, sequence {i}")
+            figures[f"{name}_zoom_{i}.png"] = fig
+            logo_start, logo_end = max(0, start - 10), min(len(sequences[i]), end + 10)
+            fig, axes = detached((min(14.0, max(5.0, 0.3 * (logo_end - logo_start))), 2.8))
+            plots.plot_attribution_logo(values[i], sequences[i], ax=axes[0, 0], start=logo_start, end=logo_end,
+                                        title=f"{tf} {name}, sequence {i}")
+            figures[f"{name}_logo_{i}.png"] = fig
+    return figures

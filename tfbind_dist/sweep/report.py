@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-from tfbind_dist.reference import reference_text  # noqa: E402
-from tfbind_dist.rundir import SUMMARY, RunDir  # noqa: E402
-from tfbind_dist.storage import as_path, is_remote, save_figure, write_table_atomic, write_text_atomic  # noqa: E402
+from tfbind_dist.errors import RunDirError
+from tfbind_dist.experiment import write_leaderboard
+from tfbind_dist.plotting import detached
+from tfbind_dist.reference import reference_text
+from tfbind_dist.rundir import SUMMARY, RunDir
+from tfbind_dist.storage import as_path, is_remote, save_figure
 
 LEADERBOARD_COLUMNS = ["run", "tf", "model", "seed", "data", "best_valid_auroc", "best_step", "test_auroc",
                        "reference", "wall_seconds", "num_devices", "node", "baseline_valid_auroc"]
@@ -51,18 +49,12 @@ def leaderboard(root: str | Path) -> pd.DataFrame:
     return table.sort_values("best_valid_auroc", ascending=False, ignore_index=True)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
-    fmt = lambda v: "-" if v is None or v != v else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return header + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in table.itertuples(index=False))
-
-
-def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path) -> None:
-    """One panel per run, ordered by best validation auROC (chapter figure 3-18)."""
+def learning_curves_figure(root: str | Path, table: pd.DataFrame):
+    """One panel per run, ordered by best validation auROC (chapter figure 3-18); a detached figure."""
     n = max(1, len(table))
     cols = min(4, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = detached((4 * cols, 3.2 * rows), rows, cols)
     for ax, run in zip(axes.flat, table.itertuples(index=False)):
         m = RunDir(as_path(root) / run.run).metrics()
         train = m[(m.split == "train") & (m.metric == "loss")].sort_values("step")
@@ -76,14 +68,13 @@ def plot_learning_curves(root: str | Path, table: pd.DataFrame, path: str | Path
     for ax in list(axes.flat)[len(table):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def plot_valid_auroc(root: str | Path, table: pd.DataFrame, path: str | Path) -> None:
-    """Validation auROC against step, one line per run (chapter figure 3-20)."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+def valid_auroc_figure(root: str | Path, table: pd.DataFrame):
+    """Validation auROC against step, one line per run (chapter figure 3-20); a detached figure."""
+    fig, axes = detached((8, 5))
+    ax = axes[0, 0]
     for run in table.itertuples(index=False):
         m = RunDir(as_path(root) / run.run).metrics()
         v = m[(m.split == "valid") & (m.metric == "auroc")].sort_values("step")
@@ -91,9 +82,7 @@ def plot_valid_auroc(root: str | Path, table: pd.DataFrame, path: str | Path) ->
     ax.set(xlabel="Step", ylabel="auROC", title="Validation auROC")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def write_report(root: str | Path) -> pd.DataFrame:
@@ -101,10 +90,9 @@ def write_report(root: str | Path) -> pd.DataFrame:
     root = as_path(root)
     table = leaderboard(root)
     if table.empty:
-        raise FileNotFoundError(f"no finished runs (run directories with {SUMMARY}) under {root}")
-    write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), root / "leaderboard.parquet")
-    write_text_atomic(root / "leaderboard.md", to_markdown(table))
-    plot_learning_curves(root, table, root / "learning_curves.png")
+        raise RunDirError(f"no finished runs (run directories with {SUMMARY}) under {root}")
+    write_leaderboard(table, root)
+    save_figure(learning_curves_figure(root, table), root / "learning_curves.png", dpi=100)
     if table.model.nunique() > 1:
-        plot_valid_auroc(root, table, root / "valid_auroc.png")
+        save_figure(valid_auroc_figure(root, table), root / "valid_auroc.png", dpi=100)
     return table

@@ -19,15 +19,15 @@ import pandas as pd
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir
 from tfbind_dist.storage import as_path, storage_env, write_text_atomic
-from tfbind_dist.sweep.launch import process_bundle, start_processes
+from tfbind_dist.experiment import Resources
+from tfbind_dist.launch import start_processes
 from tfbind_dist.sweep.report import write_report
 from tfbind_dist.sweep.spec import Job, SweepSpec
 
 STATES = ("pending", "running", "finished", "failed")
 
 
-def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[str, float],
-                 max_restarts: int) -> dict[str, Any]:
+def _train_group(config: dict[str, Any], workdir: str, resources: Resources, max_restarts: int) -> dict[str, Any]:
     """Run one job over `hosts` nodes: a STRICT_SPREAD placement group, one process per node.
 
     The group is one job: if any process fails (its worker or node died), all are
@@ -38,11 +38,11 @@ def _train_group(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    group = placement_group([dict(bundle)] * hosts, strategy="STRICT_SPREAD")
+    group = placement_group([resources.bundle()] * resources.hosts, strategy="STRICT_SPREAD")
     try:
         for attempt in range(max_restarts + 1):
             ray.get(group.ready())
-            refs = start_processes(config, workdir, hosts, bundle, lambda i: PlacementGroupSchedulingStrategy(
+            refs = start_processes(config, workdir, resources, lambda i: PlacementGroupSchedulingStrategy(
                 group, placement_group_bundle_index=i))
             try:
                 return ray.get(refs)[0]
@@ -89,10 +89,13 @@ class LiveTable:
         self.last, self.lines = text, text.count("\n") + 1
 
 
-def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_per_job: float = 1.0,
-              gpus_per_job: float = 0.0, tpus_per_job: float = 0.0, hosts_per_job: int = 1, max_retries: int = 2,
-              poll_seconds: float = 2.0, progress: bool = True) -> pd.DataFrame:
-    """Run every unfinished job of `spec` on Ray; returns the final status table and writes the report."""
+def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_per_job: float | None = None,
+              gpus_per_job: float | None = None, tpus_per_job: float | None = None, hosts_per_job: int | None = None,
+              max_retries: int = 2, poll_seconds: float = 2.0, progress: bool = True) -> pd.DataFrame:
+    """Run every unfinished job of `spec` on Ray; returns the final status table and writes the report.
+
+    The `*_per_job` arguments, when given, replace every job's resources from the spec.
+    """
     out = as_path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "sweep.json", json.dumps(
@@ -107,16 +110,16 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
         connect(address, env_vars=storage_env())
         import ray
 
-        bundle = process_bundle(cpus_per_job, gpus_per_job, tpus_per_job)
         group = ray.remote(_train_group)
         refs = {}
         for job in todo:
-            hosts = max(job.hosts, hosts_per_job)
-            if hosts > 1:  # the group task only coordinates; its processes hold the resources
+            resources = job.resources.with_flags(cpus=cpus_per_job, gpus=gpus_per_job, tpus=tpus_per_job,
+                                                 hosts=hosts_per_job)
+            if resources.hosts > 1:  # the group task only coordinates; its processes hold the resources
                 ref = group.options(num_cpus=0, max_retries=max_retries, name=job.job_id).remote(
-                    job.config.to_dict(), str(out / job.job_id), hosts, bundle, max_retries)
+                    job.config.to_dict(), str(out / job.job_id), resources, max_retries)
             else:
-                (ref,) = start_processes(job.config.to_dict(), str(out / job.job_id), 1, bundle, lambda i: "SPREAD",
+                (ref,) = start_processes(job.config.to_dict(), str(out / job.job_id), resources, lambda i: "SPREAD",
                                          max_retries=max_retries, name=job.job_id)
             refs[ref] = job.job_id
             states[job.job_id] = "running"

@@ -23,7 +23,9 @@ from tfbind_dist.data.io import SplitData
 from tfbind_dist.data.pipeline import train_dataset
 from tfbind_dist.data.sources import is_synthetic, load_splits
 from tfbind_dist.models import build_model
+from tfbind_dist.plotting import detached
 from tfbind_dist.rundir import MetricsLog, RunDir
+from tfbind_dist.storage import save_figure
 from tfbind_dist.train.checkpoint import RunCheckpoints
 from tfbind_dist.train.evaluate import evaluate_split
 from tfbind_dist.train.mesh import check_batch_divisible, make_mesh, shard_batch
@@ -232,7 +234,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         summary.update(baseline_valid_auroc=baseline.valid_auroc, baseline_test_auroc=baseline.test_auroc,
                        baseline=baseline.description)
     if is_primary():
-        plot_learning_curve(metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", run.learning_curve)
+        figure, axes = detached((11, 4), 1, 2)
+        plot_learning_curve(metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", axes=axes[0])
+        save_figure(figure, run.learning_curve, dpi=110)
         run.write_summary(summary)
     report("finished", stopped_early or tcfg.steps)
     checkpoints.close()

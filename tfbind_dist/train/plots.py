@@ -1,20 +1,18 @@
 """Learning-curve figure of one run (chapter figure 3-17)."""
 from __future__ import annotations
 
-from pathlib import Path
+import pandas as pd
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from tfbind_dist.storage import save_figure  # noqa: E402
+from tfbind_dist.plotting import user_subplots
 
 
-def plot_learning_curve(metrics: pd.DataFrame, title: str, path: str | Path) -> None:
-    """Loss per split (left) and validation accuracy / auROC / auPRC (right) against step."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+def plot_learning_curve(metrics: pd.DataFrame, title: str, *, axes=None):
+    """Loss per split (left) and validation accuracy / auROC / auPRC (right) against step.
+
+    `metrics` is a run's metrics table (`RunDir.metrics()`); `axes` two axes (default: a new
+    figure). Returns the two axes.
+    """
+    left, right = (axes if axes is not None else user_subplots(1, 2, figsize=(11, 4))[1][0])
     train = metrics[(metrics.split == "train") & (metrics.metric == "loss")].sort_values("step")
     if len(train):
         smooth = train.value.rolling(max(1, len(train) // 50), min_periods=1).mean()
@@ -33,6 +31,4 @@ def plot_learning_curve(metrics: pd.DataFrame, title: str, path: str | Path) -> 
     right.set(xlabel="Step", ylabel="Value", ylim=(0.4, 1.0), title=f"{title}: validation")
     right.grid(alpha=0.3)
     right.legend(loc="lower right")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    return left, right

@@ -7,30 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
+import pandas as pd
+import yaml
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import yaml  # noqa: E402
-
-from tfbind_dist.rundir import RunDir  # noqa: E402
-from tfbind_dist.storage import AnyPath, as_path, save_figure, write_table_atomic, write_text_atomic  # noqa: E402
-from tfbind_dist.sweep.report import to_markdown  # noqa: E402
-from tfbind_dist.sweep.search_spec import SearchSpec  # noqa: E402
+from tfbind_dist.experiment import job_id, write_leaderboard
+from tfbind_dist.plotting import detached
+from tfbind_dist.rundir import RunDir
+from tfbind_dist.storage import AnyPath, as_path, save_figure, write_text_atomic
+from tfbind_dist.tune.spec import SearchSpec
 
 RUNS = "runs"
 METRIC = "valid_auroc"  # mean over a trial's TFs at one evaluation step
-LEADERBOARD = "leaderboard"
 BEST_RECIPE = "best_recipe.yaml"
 
 
 def trial_runs(root: AnyPath, spec: SearchSpec, params: dict[str, Any]) -> dict[str, RunDir]:
     """The run directory of each TF of a trial: OUT/runs/<job id>, named by the run's configuration as a
     sweep's jobs are, so trials that draw the same parameters share their runs."""
-    from tfbind_dist.sweep.spec import job_id
-
     return {tf: RunDir(as_path(root) / RUNS / job_id(spec.trial_config(params, tf))) for tf in spec.tfs}
 
 
@@ -94,16 +87,10 @@ def trial_table(spec: SearchSpec, out: AnyPath, trials) -> tuple[pd.DataFrame, d
     return table, records
 
 
-def write_leaderboard(table: pd.DataFrame, out: AnyPath) -> None:
-    write_table_atomic(pa.Table.from_pandas(table.astype({c: str for c in table.columns if table[c].dtype == object}),
-                                            preserve_index=False), out / f"{LEADERBOARD}.parquet")
-    write_text_atomic(out / f"{LEADERBOARD}.md", to_markdown(table))
-
-
-def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame,
-                         records: dict[str, list[dict[str, Any]]]) -> None:
-    """Mean validation auROC against step, one line per trial (dashed: stopped early)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def learning_curves_figure(spec: SearchSpec, table: pd.DataFrame, records: dict[str, list[dict[str, Any]]]):
+    """Mean validation auROC against step, one line per trial (dashed: stopped early); a detached figure."""
+    fig, axes = detached((7, 4.5))
+    ax = axes[0, 0]
     for row in table.itertuples(index=False):
         curve = records[row.trial]
         if curve:
@@ -114,15 +101,16 @@ def plot_learning_curves(spec: SearchSpec, out: AnyPath, table: pd.DataFrame,
     ax.set_title(f"{spec.name}: trials (dashed: stopped by the scheduler)")
     if len(table) <= 12:
         ax.legend(fontsize=7)
-    save_figure(fig, out / "learning_curves.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
-def plot_objective_vs_params(spec: SearchSpec, out: AnyPath, table: pd.DataFrame) -> None:
-    """The objective against each searched parameter (one panel each)."""
+def objective_figure(spec: SearchSpec, table: pd.DataFrame):
+    """The objective against each searched parameter (one panel each); a detached figure."""
+    from matplotlib.ticker import NullFormatter
+
     keys = list(spec.space)
     table = table.sort_values(keys, key=lambda c: c.astype(str) if c.dtype == object else c)
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
+    fig, axes = detached((3.6 * len(keys), 3.4), 1, len(keys))
     for ax, key in zip(axes[0], keys):
         domain = spec.space[key][0]
         for state, marker in (("finished", "o"), ("stopped", "x"), ("error", "s")):
@@ -132,13 +120,11 @@ def plot_objective_vs_params(spec: SearchSpec, out: AnyPath, table: pd.DataFrame
             ax.scatter(x, part.objective, marker=marker, label=state)
         if domain == "loguniform":
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(key)
         ax.set_ylabel("objective (valid auROC)")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out / "objective_vs_params.png", dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def best_trial(table: pd.DataFrame) -> pd.Series | None:
@@ -165,8 +151,8 @@ def write_search_report(spec: SearchSpec, out: AnyPath, results, *, wall_seconds
     table, records = trial_table(spec, out, _trials(results))
     write_leaderboard(table, out)
     if len(table):
-        plot_learning_curves(spec, out, table, records)
-        plot_objective_vs_params(spec, out, table)
+        save_figure(learning_curves_figure(spec, table, records), out / "learning_curves.png", dpi=120)
+        save_figure(objective_figure(spec, table), out / "objective_vs_params.png", dpi=120)
     best = best_trial(table)
     counts = table.state.value_counts().to_dict() if len(table) else {}
     print(f"search {spec.name} ({', '.join(spec.tfs)}): {len(table)} trials "

@@ -2,7 +2,7 @@
 
 Ray Tune decides what to train and when to stop (its searchers, ASHA); the training is
 the project's own: each trial starts the processes of `train_and_evaluate` through the
-sweeps' launcher (`sweep.launch`), one run directory per TF under OUT/runs/ (named by its
+shared launcher (`tfbind_dist.launch`), one run directory per TF under OUT/runs/ (named by its
 configuration, so trials that draw the same parameters share it: see `RunClaims`), and
 reports every evaluation's validation auROC (mean over the TFs) to Tune by reading the
 runs' metrics. A trial's runs are its whole state: a trial that Tune restarts (its node
@@ -26,12 +26,13 @@ from typing import Any
 
 import pandas as pd
 
-from tfbind_dist.config import ConfigError
+from tfbind_dist.errors import ConfigError
+from tfbind_dist.experiment import write_leaderboard
+from tfbind_dist.launch import start_processes
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.storage import AnyPath, as_path, is_remote, storage_env, write_text_atomic
-from tfbind_dist.sweep.launch import start_processes
-from tfbind_dist.sweep.search_report import METRIC, evaluations, trial_runs, write_leaderboard, write_search_report
-from tfbind_dist.sweep.search_spec import SearchSpec
+from tfbind_dist.tune.report import METRIC, evaluations, trial_runs, write_search_report
+from tfbind_dist.tune.spec import SearchSpec
 
 SPEC_FILE = "search.json"
 EXPERIMENT = "tune"
@@ -77,9 +78,8 @@ def _run_trial(params: dict[str, Any], *, spec: SearchSpec, root: str, claims, p
 
     def start(k: int, tf: str, run) -> None:
         place = lambda i: PlacementGroupSchedulingStrategy(  # noqa: E731
-            group, placement_group_bundle_index=k * spec.hosts + i)
-        refs[tf] = start_processes(spec.trial_config(params, tf).to_dict(), str(run.path), spec.hosts, spec.bundle(),
-                                   place)
+            group, placement_group_bundle_index=k * spec.resources.hosts + i)
+        refs[tf] = start_processes(spec.trial_config(params, tf).to_dict(), str(run.path), spec.resources, place)
 
     last_step = spec.trial_config(params, spec.tfs[0]).train.steps
     reported, seen, active = -1, None, []
@@ -144,9 +144,9 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
         ray.get_runtime_context().get_node_id(), soft=False)).remote()
     trainable = tune.with_parameters(_run_trial, spec=spec, root=_storage_path(out), claims=claims,
                                      poll_seconds=poll_seconds)
-    workers = [spec.bundle()] * (spec.hosts * len(spec.tfs))
+    workers = [spec.resources.bundle()] * (spec.resources.hosts * len(spec.tfs))
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory(
-        [{}, *workers], strategy="STRICT_SPREAD" if spec.hosts > 1 else "PACK"))
+        [{}, *workers], strategy="STRICT_SPREAD" if spec.resources.hosts > 1 else "PACK"))
     experiment = f"{_storage_path(out).rstrip('/')}/{EXPERIMENT}"
     # Tune saves the experiment's state a few seconds after it starts; a driver killed before that left
     # nothing to restore, and a new experiment starts (its runs resume wherever it draws the same parameters).

@@ -2,7 +2,7 @@
 
 ```yaml
 name: lr_dropout
-recipe: default              # a named recipe or a YAML path (default: the built-in defaults)
+recipe: default              # a named recipe or a YAML path (none: the default recipe, as tfbind train)
 defaults:                    # run-config sections applied on top of the recipe
   train: {eval_every: 150}
 tfs: [GABPA, REST]           # the objective is the mean valid auROC over these TFs ...
@@ -15,7 +15,7 @@ space:                       # any run-config field, by dotted key
   model.overrides.conv_filters: {randint: [32, 129]}   # [low, high)
 searcher: random             # random | optuna (TPE; not with `grid`)
 scheduler: {name: asha, grace_period: 300, reduction_factor: 3}   # or `none`
-resources: {cpus: 1, gpus: 0, hosts: 1}         # per training process; hosts > 1: one process per node
+resources: {cpus: 1, gpus: 0, tpus: 0, hosts: 1}   # per training process; hosts > 1: one process per node
 max_concurrent: 2            # trials at once (0: as many as fit)
 num_samples: 8
 seed: 0
@@ -23,13 +23,12 @@ seed: 0
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tfbind_dist import config as C
-from tfbind_dist.sweep.spec import flatten, read_spec
+from tfbind_dist.experiment import Resources, base_config, number, parse_resources, read_spec
 
 SPEC_KEYS = {"name", "recipe", "defaults", "tfs", "objective", "space", "searcher", "scheduler", "resources",
              "max_concurrent", "num_samples", "seed"}
@@ -56,9 +55,7 @@ class SearchSpec:
     space: dict[str, tuple[str, list[Any]]]  # dotted key -> (domain, arguments)
     searcher: str = "random"
     scheduler: Scheduler = field(default_factory=Scheduler)
-    cpus: float = 1.0
-    gpus: float = 0.0
-    hosts: int = 1
+    resources: Resources = Resources()
     max_concurrent: int = 0
     num_samples: int = 4
     seed: int = 0
@@ -75,14 +72,9 @@ class SearchSpec:
         """What identifies the experiment (compared when a search directory is resumed)."""
         return {"name": self.name, "base": self.base.identity(), "tfs": list(self.tfs), "objective": self.objective,
                 "space": {k: [d, list(a)] for k, (d, a) in self.space.items()}, "searcher": self.searcher,
-                "scheduler": vars(self.scheduler), "cpus": self.cpus, "gpus": self.gpus, "hosts": self.hosts,
+                "scheduler": vars(self.scheduler), "cpus": self.resources.cpus, "gpus": self.resources.gpus,
+                "tpus": self.resources.tpus, "hosts": self.resources.hosts,
                 "max_concurrent": self.max_concurrent, "num_samples": self.num_samples, "seed": self.seed}
-
-    def bundle(self) -> dict[str, float]:
-        """Resources of one training process."""
-        from tfbind_dist.sweep.launch import process_bundle
-
-        return process_bundle(self.cpus, self.gpus)
 
     def tune_space(self) -> dict[str, Any]:
         """The space as Ray Tune domains, keyed by dotted config key."""
@@ -134,14 +126,7 @@ def load_search(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
     """
     path = Path(path)
     raw = read_spec(path, "search spec", SPEC_KEYS)
-    base = C.RunConfig()
-    for where, step in (("recipe", lambda b: C.load_recipe(raw["recipe"]) if raw.get("recipe") else b),
-                        ("defaults", lambda b: C.with_overrides(b, flatten(raw.get("defaults") or {}))),
-                        ("--set/--data", lambda b: C.with_overrides(b, overrides or {}))):
-        try:
-            base = step(base)
-        except C.ConfigError as err:
-            raise C.ConfigError(f"{path}: {where}: {err}") from None
+    base = base_config(path, raw, overrides)
     tfs = raw.get("tfs") or [base.data.tf]
     if isinstance(tfs, str):
         tfs = [tfs]
@@ -188,42 +173,24 @@ def load_search(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
         raise C.ConfigError(f"{path}: scheduler must be `none` or {{name: asha, grace_period: STEPS, "
                             f"reduction_factor: R}}; got {sched_raw!r}")
     scheduler = Scheduler(sched_raw.get("name", "asha"),
-                          _number(sched_raw.get("grace_period", 0), f"{path}: scheduler.grace_period", int, 0),
-                          _number(sched_raw.get("reduction_factor", 3), f"{path}: scheduler.reduction_factor", float, 1))
+                          number(sched_raw.get("grace_period", 0), f"{path}: scheduler.grace_period", int, 0),
+                          number(sched_raw.get("reduction_factor", 3), f"{path}: scheduler.reduction_factor", float, 1))
     if scheduler.reduction_factor <= 1:
         raise C.ConfigError(f"{path}: scheduler.reduction_factor must be > 1, got {scheduler.reduction_factor}")
-    resources = raw.get("resources") or {}
-    if not isinstance(resources, dict):
-        raise C.ConfigError(f"{path}: resources must be a mapping of cpus, gpus, hosts; got {resources!r}")
-    unknown = set(resources) - {"cpus", "gpus", "hosts"}
-    if unknown:
-        raise C.ConfigError(f"{path}: resources: unknown key {sorted(unknown)[0]!r}; use cpus, gpus, hosts")
-    cpus = _number(resources.get("cpus", 1), f"{path}: resources.cpus", float, 0)
-    gpus = _number(resources.get("gpus", 0), f"{path}: resources.gpus", float, 0)
-    hosts = _number(resources.get("hosts", 1), f"{path}: resources.hosts", int, 1)
-    if not cpus and not gpus:
-        raise C.ConfigError(f"{path}: resources: a training process needs cpus or gpus (both are 0)")
+    resources = parse_resources(raw.get("resources"), str(path))
+    hosts = resources.hosts
     if hosts > 1 and objective == "mean" and len(tfs) > 1:
         raise C.ConfigError(f"{path}: resources.hosts={hosts} trains one TF per trial; use objective: per_tf")
     spec = SearchSpec(
         name=raw.get("name") or path.stem, base=base, tfs=tuple(tfs), objective=objective, space=space,
-        searcher=searcher, scheduler=scheduler, cpus=cpus, gpus=gpus, hosts=hosts,
-        max_concurrent=_number(raw.get("max_concurrent", 0), f"{path}: max_concurrent", int, 0),
-        num_samples=_number(raw.get("num_samples", 4), f"{path}: num_samples", int, 1),
-        seed=_number(raw.get("seed", 0), f"{path}: seed", int, 0))
+        searcher=searcher, scheduler=scheduler, resources=resources,
+        max_concurrent=number(raw.get("max_concurrent", 0), f"{path}: max_concurrent", int, 0),
+        num_samples=number(raw.get("num_samples", 4), f"{path}: num_samples", int, 1),
+        seed=number(raw.get("seed", 0), f"{path}: seed", int, 0))
     if scheduler.name == "asha" and spec.grace_steps() > spec.max_steps():
         raise C.ConfigError(f"{path}: scheduler.grace_period={spec.grace_steps()} is longer than the trials "
                             f"({spec.max_steps()} steps); lower it or raise train.steps")
     return spec
-
-
-def _number(value: Any, key: str, kind: type, minimum: float):
-    """`value` as int or float, at least `minimum`; else an error naming `key`."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
-        (kind is float or float(value).is_integer())
-    if not ok or value < minimum:
-        raise C.ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'} >= {minimum}, got {value!r}")
-    return kind(value)
 
 
 def with_samples(spec: SearchSpec, num_samples: int | None) -> SearchSpec:

@@ -12,6 +12,8 @@ import socket
 import time
 from typing import Any, Callable
 
+from tfbind_dist.experiment import Resources
+
 
 def train_process(config: dict[str, Any], workdir: str, coordinator: str | None = None, num_processes: int = 1,
                   process_id: int = 0) -> dict[str, Any]:
@@ -31,11 +33,6 @@ def train_process(config: dict[str, Any], workdir: str, coordinator: str | None 
     return train_and_evaluate(C.from_dict(config), workdir, progress=False)
 
 
-def process_bundle(cpus: float = 0.0, gpus: float = 0.0, tpus: float = 0.0) -> dict[str, float]:
-    """The resources of one training process, as a placement-group bundle (zero amounts left out)."""
-    return {k: float(v) for k, v in {"CPU": cpus, "GPU": gpus, "TPU": tpus}.items() if v}
-
-
 def _coordinator_address() -> str:
     """HOST:PORT for process 0 of a multi-host job: this node's address and a free port."""
     import ray
@@ -46,15 +43,16 @@ def _coordinator_address() -> str:
     return f"{ray.util.get_node_ip_address()}:{port}"
 
 
-def start_processes(config: dict[str, Any], workdir: str, hosts: int, bundle: dict[str, float],
-                    placement: Callable[[int], Any], *, max_retries: int = 0, name: str | None = None) -> list:
-    """Submit the `hosts` processes of one job; process i is scheduled by `placement(i)`.
+def start_processes(config: dict[str, Any], workdir: str, resources: Resources, placement: Callable[[int], Any], *,
+                    max_retries: int = 0, name: str | None = None) -> list:
+    """Submit the `resources.hosts` processes of one job; process i is scheduled by `placement(i)`.
 
-    `bundle` holds each process's resources (CPU, GPU, custom such as TPU). Returns the
-    processes' object refs; process 0's result is the run summary.
+    Each process gets `resources`' CPUs, GPUs and TPUs. Returns the processes' object refs;
+    process 0's result is the run summary.
     """
     import ray
 
+    hosts, bundle = resources.hosts, resources.bundle()
     coordinator = None
     if hosts > 1:
         coordinator = ray.get(ray.remote(_coordinator_address).options(
