@@ -22,8 +22,8 @@ from tfbind_dist.data.synthetic import planted_mask, synthesize
 from tfbind_dist.interpret import explain
 from tfbind_dist.interpret.quality import importance_auroc
 from tfbind_dist.interpret.report import motif_table
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ism", "grad", "grad-corrected")

@@ -18,7 +18,7 @@ import jax
 
 from tfbind_dist import config as C
 from tfbind_dist.data.synthetic import synthesize
-from tfbind_dist.train import loop
+from tfbind_dist.training import loop
 
 
 def main() -> None:

@@ -47,8 +47,8 @@ from tfbind_dist.interpret.outputs import predict  # noqa: E402
 from tfbind_dist.scoring.scorer import load_models  # noqa: E402
 from tfbind_dist.storage import as_path, open_parquet, write_bytes_atomic  # noqa: E402
 from tfbind_dist.testing import gcs_emulator  # noqa: E402
-from tfbind_dist.train.loop import train_and_evaluate  # noqa: E402
-from tfbind_dist.train.restore import load_model  # noqa: E402
+from tfbind_dist.training.loop import train_and_evaluate  # noqa: E402
+from tfbind_dist.training.restore import load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GENOME = REPO.parent / "shared" / "data" / "ecoli_genome" / "MG1655-K12.fasta.gz"

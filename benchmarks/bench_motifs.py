@@ -20,7 +20,7 @@ from pathlib import Path
 from tfbind_dist.data.sources import load_splits
 from tfbind_dist.discovery import TooFewSeqlets, discover_motifs, inputs
 from tfbind_dist.interpret import DISCOVERY_METHODS
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.restore import load_model
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ import pyarrow as pa
 from tfbind_dist import config as C
 from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret.outputs import predict
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 GENOME_WINDOWS = 15_000_000

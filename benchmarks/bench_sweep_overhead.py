@@ -18,9 +18,9 @@ import yaml
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from tfbind_dist.data.synthetic import synthesize  # noqa: E402
-from tfbind_dist.sweep.runner import run_sweep  # noqa: E402
-from tfbind_dist.sweep.spec import load_spec  # noqa: E402
-from tfbind_dist.train.loop import train_and_evaluate  # noqa: E402
+from tfbind_dist.sweeps.runner import run_sweep  # noqa: E402
+from tfbind_dist.sweeps.spec import load_spec  # noqa: E402
+from tfbind_dist.training.loop import train_and_evaluate  # noqa: E402
 
 
 def main():

@@ -7,7 +7,7 @@ For each batch size, in one process and on the same model (conv_v2), data and de
   chapter : the chapter's loop: tf.data (shuffle/repeat/batch/prefetch of host one-hot arrays), a jitted
             train step, a host sync every step (loss shown in the progress bar), and evaluation every
             `eval_every` steps through the un-jitted eval_step + scikit-learn per validation batch.
-  tfbind  : tfbind_dist.train.train_and_evaluate (grain, uint8 codes, one-hot on device, no per-step sync,
+  tfbind  : tfbind_dist.training.train_and_evaluate (grain, uint8 codes, one-hot on device, no per-step sync,
             orbax checkpoints, final test evaluation and plots included).
   steps   : the same jitted train step alone on batches already on device (compile included).
 Prints sequences/s for each and the ratios tfbind/chapter and tfbind/steps.
@@ -29,10 +29,10 @@ from tfbind_dist import config as C
 from tfbind_dist.data.encoding import one_hot
 from tfbind_dist.data.sources import load_splits
 from tfbind_dist.models import build_model
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.mesh import make_mesh
-from tfbind_dist.train.state import create_state, make_optimizer
-from tfbind_dist.train.steps import make_train_step
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.mesh import make_mesh
+from tfbind_dist.training.state import create_state, make_optimizer
+from tfbind_dist.training.steps import make_train_step
 
 REPO = Path(__file__).resolve().parents[1]
 

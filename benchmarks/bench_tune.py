@@ -14,8 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from tfbind_dist.tune.search import run_search
-from tfbind_dist.tune.spec import load_search
+from tfbind_dist.tuning.search import run_search
+from tfbind_dist.tuning.spec import load_search
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = {"grid": REPO / "jobs" / "tune_gabpa_grid.yaml", "asha": REPO / "jobs" / "tune_gabpa_asha.yaml"}

@@ -25,8 +25,8 @@ import numpy as np
 from bench_scoring import PeakMemory
 from tfbind_dist import config as C
 from tfbind_dist.interpret.outputs import predict
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 GENOME = REPO.parent / "shared" / "data" / "ecoli_genome" / "MG1655-K12.fasta.gz"

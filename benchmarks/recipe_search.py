@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tfbind_dist import config as C
 from tfbind_dist.config import load_recipe
-from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.training.loop import train_and_evaluate
 
 LONG = {"train.batch_size": 64, "train.steps": 3000, "train.eval_every": 150, "train.warmup_steps": 150,
         "train.optimizer": "adamw", "train.weight_decay": 0.01, "train.learning_rate": 0.002}

@@ -32,7 +32,7 @@ def synth_dir(tmp_path_factory):
 def train_ctcf(synth_dir, out, steps: int, eval_every: int):
     """A small CTCF run (chapter model, default settings) on the session's synthetic data; returns its directory."""
     from tfbind_dist import config as C
-    from tfbind_dist.train.loop import train_and_evaluate
+    from tfbind_dist.training.loop import train_and_evaluate
 
     cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": steps,
                                            "train.eval_every": eval_every})
@@ -40,11 +40,17 @@ def train_ctcf(synth_dir, out, steps: int, eval_every: int):
     return out
 
 
+@pytest.fixture(scope="session")
+def ctcf_run(synth_dir, tmp_path_factory):
+    """A CTCF run (chapter recipe, 150 steps) shared by the explain and API tests."""
+    return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=150, eval_every=50)
+
+
 @pytest.fixture(scope="module")
 def small_run(synth_dir, tmp_path_factory):
     """A small, quickly scored CTCF run (fewer_conv_channels, 40 steps) for the scoring tests."""
     from tfbind_dist import config as C
-    from tfbind_dist.train.loop import train_and_evaluate
+    from tfbind_dist.training.loop import train_and_evaluate
 
     run = tmp_path_factory.mktemp("score") / "ctcf"
     cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "model.name":

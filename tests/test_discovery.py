@@ -13,7 +13,8 @@ from tfbind_dist.data import jaspar
 from tfbind_dist.discovery import MODISCO_H5, MOTIFS_CSV, TooFewSeqlets, discover_motifs
 from tfbind_dist.discovery import inputs
 from tfbind_dist.discovery.inputs import Contributions
-from tfbind_dist.discovery.matching import benjamini_hochberg, match_motifs, own_matrix_ids, reverse_complement
+from tfbind_dist.data.encoding import reverse_complement_one_hot as reverse_complement
+from tfbind_dist.discovery.matching import benjamini_hochberg, match_motifs, own_matrix_ids
 from tfbind_dist.interpret import center_bases
 
 CTCF = "MA0139.2"
@@ -101,7 +102,7 @@ def test_strongest_keeps_the_largest_total_contributions_in_order():
 def ctcf_motif_run(synth_dir, tmp_path_factory):
     """CTCF with the default recipe, long enough to learn the motif."""
     from tfbind_dist import config as C
-    from tfbind_dist.train.loop import train_and_evaluate
+    from tfbind_dist.training.loop import train_and_evaluate
 
     run = tmp_path_factory.mktemp("motifs") / "ctcf"
     cfg = C.with_overrides(C.load_recipe("default"), {"data.tf": "CTCF", "data.path": str(synth_dir),
@@ -121,6 +122,15 @@ def test_motifs_cli_finds_the_planted_ctcf_motif(ctcf_motif_run, tmp_path):
     assert positive.match_1_q[0] < 0.05 and positive.is_own_tf[0]
     assert "the CTCF motif is positive motif #1" in proc.stdout
     assert (out / MODISCO_H5).exists() and (out / "figures" / f"{positive.motif[0]}.png").exists()
+    # the same discovery from Python, in memory: the same table, and nothing written
+    import tfbind_dist as tb
+
+    found = tb.discover_motifs(ctcf_motif_run, split="train", method="deeplift-shap", references=8, progress=False)
+    pd.testing.assert_frame_equal(found.table.drop(columns=[c for c in table if c.endswith("_q")]),
+                                  table.drop(columns=[c for c in table if c.endswith("_q")]).fillna(""),
+                                  check_dtype=False)
+    np.testing.assert_allclose(found.table.match_1_q, table.match_1_q, rtol=1e-6)
+    assert found.own_motif_rank == 1 and len(found.motifs) == len(table) and found.matches[0][0].q_value < 0.05
     # too few sequences for a motif: one line naming the seqlet counts, exit 2, nothing written
     few = tmp_path / "few.txt"
     few.write_text("\n".join(["ACGT" * 50] * 3 + ["".join(np.random.default_rng(0).choice(list("ACGT"), 200))]))
@@ -135,7 +145,7 @@ def test_from_scores_reads_the_service_contributions_without_recomputing(ctcf_mo
                                                                         tmp_path):
     from tfbind_dist.data.io import sequence_column_strings
     from tfbind_dist.data.sources import load_splits
-    from tfbind_dist.train.restore import load_model
+    from tfbind_dist.training.restore import load_model
 
     model = load_model(ctcf_motif_run)
     split = load_splits(model.config.data, splits=("valid",))["valid"]

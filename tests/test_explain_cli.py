@@ -1,17 +1,11 @@
 """`tfbind explain` as a user runs it: attributions.npz, motif table and figures."""
 import numpy as np
 import pandas as pd
-import pytest
 
-from conftest import run_cli, train_ctcf
+
+from conftest import run_cli
 from tfbind_dist.interpret import explain
-from tfbind_dist.train.restore import load_model
-
-
-@pytest.fixture(scope="module")
-def ctcf_run(synth_dir, tmp_path_factory):
-    return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=150, eval_every=50)
-
+from tfbind_dist.training.restore import load_model
 
 def test_explain_split_positives_all_methods(ctcf_run, tmp_path):
     out = tmp_path / "explain"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfbind_dist.data.encoding import one_hot
+from tfbind_dist.errors import ConfigError
 from tfbind_dist.interpret import ARRAY_NAMES, explain, gradients
 from tfbind_dist.interpret.ism import has_fast_ism, ism, ism_fast, ism_reference
 from tfbind_dist.interpret.outputs import predict
@@ -53,7 +54,7 @@ def test_every_preset_declares_a_split_and_others_fall_back_with_one_line(capfd)
     model = _NoSplit()
     v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, L, 4)))
     assert not has_fast_ism(model, v)
-    with pytest.raises(TypeError, match="fast ISM does not know _NoSplit"):
+    with pytest.raises(ConfigError, match="fast ISM does not know _NoSplit"):
         ism_fast(model, v, _codes(n=1))
     for _ in range(2):
         np.testing.assert_allclose(ism(model, v, _codes(n=1)).delta, ism_reference(model, v, _codes(n=1)).delta)

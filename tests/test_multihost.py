@@ -10,7 +10,7 @@ import yaml
 
 from conftest import launch_two_processes, wait_all
 from tfbind_dist import config as C
-from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.training.loop import train_and_evaluate
 
 STEPS, EVAL_EVERY = 40, 10
 

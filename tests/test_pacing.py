@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO, launch_two_processes, wait_all
 from tfbind_dist import config as C
-from tfbind_dist.train.pacing import STALL_EXIT_CODE
+from tfbind_dist.training.pacing import STALL_EXIT_CODE
 
 REPEATS = int(os.environ.get("TFBIND_STRESS_REPEATS", "1"))
 STEPS, EVAL_EVERY = 300, 100  # 3 evaluations and saves, each after 100 undisturbed steps

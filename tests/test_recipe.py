@@ -9,12 +9,13 @@ import pytest
 from conftest import KOO, REPO, run_cli
 from tfbind_dist import config as C
 from tfbind_dist.data.encoding import encode, one_hot
+from tfbind_dist.data.encoding import reverse_complement as reverse_complement_codes
+from tfbind_dist.data.encoding import reverse_complement_one_hot as reverse_complement
 from tfbind_dist.models import build_model
-from tfbind_dist.models.families import reverse_complement
-from tfbind_dist.train.kmer_baseline import canonical_kmer_index, kmer_frequencies
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.state import init_variables
-from tfbind_dist.train.steps import augment, reverse_complement_codes
+from tfbind_dist.training.kmer_baseline import canonical_kmer_index, kmer_frequencies
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.state import init_variables
+from tfbind_dist.training.steps import augment
 
 
 def test_chapter_recipe_is_the_chapter_and_default_differs():
@@ -103,7 +104,7 @@ def test_cli_recipes_baseline_and_sweep_spec(synth_dir, tmp_path):
     missing = run_cli("baseline", "--tf", "SRF", "--data", synth_dir)
     assert missing.returncode == 2 and "no data for TF 'SRF' (data.tf); found CTCF, ZNF24" in missing.stderr
 
-    from tfbind_dist.sweep.spec import load_spec
+    from tfbind_dist.sweeps.spec import load_spec
 
     spec = load_spec(REPO / "jobs" / "recipe_default.yaml", {"data.path": str(synth_dir)})
     assert len(spec.jobs) == 6 and {j.config.model.name for j in spec.jobs} == {"motif_pool"}
@@ -114,7 +115,7 @@ def test_cli_recipes_baseline_and_sweep_spec(synth_dir, tmp_path):
 def test_kmer_baseline_on_real_rest_data():
     from tfbind_dist.config import DataConfig
     from tfbind_dist.data.sources import load_splits
-    from tfbind_dist.train.kmer_baseline import fit_kmer_baseline
+    from tfbind_dist.training.kmer_baseline import fit_kmer_baseline
 
     result = fit_kmer_baseline(load_splits(DataConfig(tf="REST", path=str(KOO))))
     assert 0.82 < result.valid_auroc < 0.87 and 0.82 < result.test_auroc < 0.87

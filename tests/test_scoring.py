@@ -16,8 +16,8 @@ from conftest import REPO, SHARED_DATA, run_cli
 from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret import explain
 from tfbind_dist.rundir import RunDir
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.restore import load_model
 
 ROWS, SHARDS = 20_000, 10
 
@@ -181,7 +181,7 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
     import uuid
 
     from tfbind_dist.storage import as_path, open_parquet
-    from tfbind_dist.train.restore import load_model as restore
+    from tfbind_dist.training.restore import load_model as restore
 
     root = f"{gcs_bucket}/{uuid.uuid4().hex[:8]}"
     run = f"{root}/ctcf"
@@ -250,7 +250,7 @@ def test_a_slice_of_the_ecoli_genome_is_sharded_and_scored_end_to_end(ray_cluste
 
 def test_a_shard_of_only_bad_rows_is_reported_not_crashed(small_run, tmp_path):
     from tfbind_dist.scoring.scorer import load_models
-    from tfbind_dist.scoring.service import ShardScorer
+    from tfbind_dist.scoring.actor import ShardScorer
 
     codes = np.full((3, 200), 9, np.uint8)
     column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(200), 3, [None, pa.py_buffer(codes.tobytes())])

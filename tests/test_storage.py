@@ -8,8 +8,8 @@ import yaml
 from conftest import run_cli
 from tfbind_dist import config as C
 from tfbind_dist.storage import as_path, read_parquet
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.restore import load_model
 
 
 @pytest.mark.slow

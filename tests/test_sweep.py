@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, kill_node_under_a_checkpointed_run, run_cli, start_cli
-from tfbind_dist.sweep.spec import load_spec
+from tfbind_dist.sweeps.spec import load_spec
 
 
 

@@ -6,7 +6,7 @@ from test_pipeline import _ids, _split
 from tfbind_dist import config as C
 from tfbind_dist.data.pipeline import train_dataset
 from tfbind_dist.data.tfdata import TFDataTrainIterator
-from tfbind_dist.train.loop import train_and_evaluate
+from tfbind_dist.training.loop import train_and_evaluate
 
 pytestmark = pytest.mark.tf
 

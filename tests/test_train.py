@@ -9,8 +9,8 @@ import pytest
 from conftest import run_cli
 from tfbind_dist import config as C
 from tfbind_dist.rundir import RunConfigMismatch
-from tfbind_dist.train.loop import train_and_evaluate
-from tfbind_dist.train.restore import load_model
+from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.restore import load_model
 
 
 def _config(synth_dir, **overrides):

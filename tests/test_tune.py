@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO, kill_node_under_a_checkpointed_run, latest_checkpoint_step, run_cli, start_cli
-from tfbind_dist.tune.spec import load_search
+from tfbind_dist.tuning.spec import load_search
 
 
 def _write(tmp_path, spec, name="search.yaml"):
@@ -64,7 +64,7 @@ def test_shipped_search_specs_load_and_map_to_tune_domains():
 
 def test_a_search_directory_refuses_another_spec(tmp_path):
     from tfbind_dist.config import ConfigError
-    from tfbind_dist.tune.search import _check_spec
+    from tfbind_dist.tuning.search import _check_spec
 
     spec = load_search(_write(tmp_path, BASE))
     _check_spec(tmp_path / "out", spec)
@@ -218,7 +218,7 @@ def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_
 
 
 def test_a_trial_reports_each_evaluation_once_and_its_last_only_after_its_runs_end():
-    from tfbind_dist.tune.search import new_reports
+    from tfbind_dist.tuning.search import new_reports
 
     records = [{"step": s, "valid_auroc": s / 100} for s in (10, 20, 30)]
     assert [r["step"] for r in new_reports(records, -1, 30, finished=False)] == [10, 20]

@@ -69,7 +69,7 @@ def test_run_works_from_any_directory_and_loads_without_its_data(synth_dir, tmp_
                         "--out", tmp_path / "explain", "--plots", "0", check=True)
     assert "grad_corrected" in np.load(tmp_path / "explain" / "attributions.npz").files, elsewhere.stdout
     shutil.move(work / "data_synth", tmp_path / "moved")  # loading a model needs only its run directory
-    from tfbind_dist.train.restore import load_model
+    from tfbind_dist.training.restore import load_model
 
     assert load_model(run_dir).length == 200
 
@@ -171,9 +171,10 @@ def test_score_checks_inputs_before_ray_and_writes_nothing(run, tmp_path, capsys
     assert not out.exists()
     # a foreign Parquet file beside the listed shards is not scored
     pa.parquet.write_table(pa.table({"x": [1]}), tmp_path / "shards" / "notes.parquet")
-    from tfbind_dist.scoring.service import _input_shards
+    from tfbind_dist.data.shard import list_shards
+    from tfbind_dist.storage import as_path
 
-    assert sorted(os.path.basename(p) for p in _input_shards(tmp_path / "shards", 200)) == \
+    assert sorted(os.path.basename(p) for p in list_shards(as_path(tmp_path / "shards"), 200)) == \
         [f"part-{i:05d}.parquet" for i in range(3)]
     proc = run_cli("score", "--runs", run, "--input", tmp_path / "shards", "--out", out, "--outputs",
                    "prob,grad-corrected", "--quiet", "--address", "local", env_extra={"XLA_FLAGS": ""}, check=True)

@@ -116,7 +116,7 @@ def test_variants_on_the_scoring_service_every_variant_once_equal_to_ism_and_res
     from test_scoring import _kill_after
 
     from tfbind_dist.interpret import explain
-    from tfbind_dist.train.restore import load_model
+    from tfbind_dist.training.restore import load_model
 
     rng = np.random.default_rng(0)
     rows = _special_variants(genome)

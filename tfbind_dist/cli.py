@@ -1,15 +1,175 @@
-"""`tfbind`: command-line entry point. Each command parses flags and calls one library function."""
+"""`tfbind`: the command line, a shell over the Python API (`tfbind_dist.api`).
+
+Each command parses its flags, calls one API function and prints. The project's own user errors
+(`TfbindError`: a bad file, row, field or flag value) become one line `tfbind: error: ...` and exit
+status 2; any other exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-import numpy as np
+from tfbind_dist import api
+from tfbind_dist import config as C
+from tfbind_dist.errors import TfbindError
 
 EPILOG = "Docs: README.md. Every command exits non-zero with one line naming the bad file/row/field on bad input."
+SPLITS = ["train", "valid", "test"]
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_train(args) -> int:
+    flags = {"data.tf": args.tf, "model.name": args.model, "data.path": args.data, "train.steps": args.steps,
+             "train.batch_size": args.batch_size, "train.seed": args.seed, "data.loader": args.loader,
+             "train.halt_after": args.halt_after, "train.with_baseline": args.with_baseline,
+             "train.stall_timeout": args.stall_timeout}
+    overrides = {**{k: v for k, v in flags.items() if v is not None}, **C.parse_set_args(args.set)}
+    config = api.recipe(args.config or args.recipe, overrides)
+    spec = api.DistributedSpec(args.coordinator, args.num_processes, args.process_id, args.distributed_auto)
+    print(json.dumps(api.train(config, args.out, progress=not args.quiet, distributed=spec), indent=2))
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    result = api.baseline(args.tf, args.data, k=args.k, seed=args.seed)
+    print(json.dumps({"tf": args.tf, "data": str(args.data), "baseline": result.description,
+                      "valid_auroc": result.valid_auroc, "test_auroc": result.test_auroc}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    print(json.dumps(api.evaluate(args.run, args.split), indent=2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    chosen = api.choose_sequences(args.run, sequence=args.sequence, input=args.input)
+    table = api.predictions_table(args.run, chosen, out=args.output)
+    if args.output:
+        print(f"wrote {len(table)} predictions to {args.output}")
+    else:
+        with __import__("pandas").option_context("display.max_colwidth", 40, "display.width", 120):
+            print(table.to_string(index=False))
+    return 0
+
+
+def cmd_sanity(args) -> int:
+    print(api.sanity(args.run).to_string(index=False))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    chosen = api.choose_sequences(args.run, sequence=args.sequence, input=args.input, split=args.split,
+                                  label=args.label, index=args.index)
+    methods = [m for group in args.method for m in group.split(",")]
+    result = api.explain(args.run, chosen, methods, references=args.references, seed=args.seed, out=args.out,
+                         plots=args.plots, progress=len(chosen.sequences) > 64)
+    print("\n".join(result.describe(args.plots)))
+    print(f"wrote {args.out}/attributions.npz ({', '.join(['prediction', *result.attributions])}) and figures of "
+          f"{min(args.plots, len(result.names))} sequences to {args.out}")
+    return 0
+
+
+def cmd_motifs(args) -> int:
+    found = api.discover_motifs(
+        args.run, api.read_sequences(args.input) if args.input else None, method=args.method, split=args.split,
+        label=None if args.label == "all" else int(args.label), from_scores=args.from_scores,
+        max_sequences=args.max_sequences, references=args.references, seed=args.seed, max_seqlets=args.max_seqlets,
+        leiden_runs=args.leiden_runs, tax_group=args.jaspar_tax_group, out=args.out, progress=not args.quiet)
+    print("\n".join(found.describe()))
+    print(f"motifs: wrote {args.out}/motifs.csv, modisco_results.h5, figures/")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    final = api.sweep(args.spec, args.out, address=args.address, data=args.data, overrides=C.parse_set_args(args.set),
+                      only=C.parse_set_args(args.only), cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
+                      tpus_per_job=args.tpus_per_job, hosts_per_job=args.hosts_per_job, max_retries=args.max_retries,
+                      progress=not args.quiet)
+    failed = int((final.state == "failed").sum())
+    print(f"{int((final.state == 'finished').sum())}/{len(final)} jobs finished"
+          + (f", {failed} failed" if failed else "") + f"; leaderboard: {args.out}/leaderboard.md")
+    return 1 if failed else 0
+
+
+def cmd_tune(args) -> int:
+    table = api.tune(args.spec, args.out, address=args.address, data=args.data, overrides=C.parse_set_args(args.set),
+                     num_samples=args.num_samples, max_failures=args.max_failures, progress=not args.quiet)
+    errors = int((table.state == "error").sum()) if len(table) else 0
+    print(f"leaderboard: {args.out}/leaderboard.md" + (f"; {errors} trials failed" if errors else ""))
+    return 1 if errors else 0
+
+
+def cmd_score(args) -> int:
+    summary = api.score(args.runs, args.input, args.out, [o for group in args.outputs for o in group.split(",")],
+                        address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                        gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size, ism_dtype=args.ism_dtype,
+                        on_bad_rows=args.on_bad_rows, progress=not args.quiet)
+    return _print_score_summary(summary)
+
+
+def _print_score_summary(summary) -> int:
+    """The final line of a scoring run (rows/s overall and per actor), failed shards on stderr; the exit status."""
+    print(summary.describe())
+    for message in summary.shards_failed:
+        print(f"tfbind: error: {message}", file=sys.stderr)
+    return 1 if summary.shards_failed else 0
+
+
+def cmd_variants(args) -> int:
+    errors, summary = api.score_variants(
+        args.vcf, args.fasta, args.runs, args.out, attribution=args.attribution, address=args.address,
+        actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+        batch_size=args.batch_size, rows_per_shard=args.rows_per_shard, on_mismatch=args.on_mismatch,
+        chrom_map=args.chrom_map, progress=not args.quiet)
+    status = _print_score_summary(summary)
+    print(f"variants: scores in {args.out} (pyarrow.parquet.read_table reads them as one table); "
+          f"{errors:,} variants not scorable, with reasons in {args.out}/errors/_input.parquet")
+    return status
+
+
+def cmd_report(args) -> int:
+    from tfbind_dist.experiment import to_markdown
+
+    table = api.report(args.root)
+    print(to_markdown(table.drop(columns=["node"])))
+    print(f"wrote {args.root}/leaderboard.parquet, leaderboard.md, learning_curves.png")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    written = api.import_data(args.src, args.out, tf=args.tf, split=args.split, label=args.label,
+                              label_field=args.label_field, n_policy=args.n_policy)
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    written = api.synthesize(args.out, tfs=args.tfs, n_train=args.n_train, seed=args.seed)
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def cmd_data_shard(args) -> int:
+    summary = api.shard(args.src, args.out, window=args.window, stride=args.stride,
+                        rows_per_shard=args.rows_per_shard, n_policy=args.n_policy, progress=not args.quiet)
+    print(f"wrote {summary.rows:,} rows in {summary.shards} shards to {summary.out_dir}"
+          + (f"; skipped {summary.skipped_n:,} windows containing N" if summary.skipped_n else ""))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_sequence_sources(p: argparse.ArgumentParser):
@@ -18,30 +178,6 @@ def _add_sequence_sources(p: argparse.ArgumentParser):
     src.add_argument("--sequence", help="one DNA sequence")
     src.add_argument("--input", help="CSV/TSV/Parquet with a 'sequence' column, FASTA, or one sequence per line")
     return src
-
-
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    base = p.add_mutually_exclusive_group()
-    base.add_argument("--recipe", help="named recipe (default: 'default', the strong general recipe; 'chapter' "
-                                       "reproduces chapter 3) or a recipe YAML path; flags below override it")
-    base.add_argument("--config", help="YAML run config (data/model/train sections), e.g. a run's config.yaml")
-    p.add_argument("--tf", help="transcription factor, e.g. CTCF (data.tf)")
-    p.add_argument("--model", help="model preset: motif_pool (default recipe), conv, conv_v2, baseline, "
-                                   "single_conv_only, fewer_conv_channels, remove_MLP, add_one_transformer_block, "
-                                   "add_two_transformer_block")
-    p.add_argument("--data", help="dataset dir (Parquet from `tfbind data import`, or chapter CSVs) or 'synthetic'")
-    p.add_argument("--steps", type=int, help="training steps (default: the recipe's, 3000 in default, 1000 in chapter)")
-    p.add_argument("--batch-size", type=int, help="global batch size, split over all devices (default: the recipe's, 64 / chapter 32)")
-    p.add_argument("--seed", type=int, help="PRNG seed for init, dropout, augmentation and shuffling (default 42)")
-    p.add_argument("--loader", choices=["grain", "tfdata"], help="input pipeline (tfdata needs the [tf] extra)")
-    p.add_argument("--halt-after", type=int, help="stop after N steps with a resumable checkpoint (preemption drill)")
-    p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
-                   help="exit with status 75 when a step, evaluation or checkpoint makes no progress for this long, "
-                        "e.g. a collective whose peer died (default 600; 0 = wait forever); a retry resumes")
-    p.add_argument("--with-baseline", action="store_true", default=None,
-                   help="also fit the 6-mer logistic-regression baseline; summary.json gets baseline_valid_auroc")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
 
 
 def _add_spec_flags(p: argparse.ArgumentParser, spec_help: str, out_help: str, unit: str) -> None:
@@ -55,376 +191,44 @@ def _add_spec_flags(p: argparse.ArgumentParser, spec_help: str, out_help: str, u
                    help=f"override a field for every {unit}, e.g. --set train.steps=100 (repeatable)")
 
 
-def _run_config(args):
-    from tfbind_dist import config as C
-
-    cfg = C.load(args.config) if args.config else C.load_recipe(args.recipe or C.DEFAULT_RECIPE)
-    flags = {"data.tf": args.tf, "model.name": args.model, "data.path": args.data, "train.steps": args.steps,
-             "train.batch_size": args.batch_size, "train.seed": args.seed, "data.loader": args.loader,
-             "train.halt_after": args.halt_after, "train.with_baseline": args.with_baseline,
-             "train.stall_timeout": args.stall_timeout}
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    overrides.update(C.parse_set_args(args.set))
-    return C.with_overrides(cfg, overrides)
-
-
-def cmd_train(args) -> int:
-    from tfbind_dist.data.sources import check_data
-
-    config = _run_config(args)
-    check_data(config.data)  # a wrong path or TF is reported before JAX is even imported
-    from tfbind_dist.train.distributed import DistributedSpec, initialize
-    from tfbind_dist.train.loop import train_and_evaluate
-
-    spec = DistributedSpec(args.coordinator, args.num_processes, args.process_id, args.distributed_auto)
-    initialize(spec if spec.enabled else DistributedSpec.from_env())
-
-    summary = train_and_evaluate(config, args.out, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def cmd_baseline(args) -> int:
-    from tfbind_dist.config import DataConfig
-    from tfbind_dist.data.sources import load_splits
-    from tfbind_dist.train.kmer_baseline import fit_kmer_baseline
-
-    splits = load_splits(DataConfig(tf=args.tf, path=args.data))
-    result = fit_kmer_baseline(splits, k=args.k, seed=args.seed)
-    print(json.dumps({"tf": args.tf, "data": str(args.data), "baseline": result.description,
-                      "valid_auroc": result.valid_auroc, "test_auroc": result.test_auroc}, indent=2))
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    _check_run(args.run)
-    import jax
-
-    from tfbind_dist.data.sources import load_splits
-    from tfbind_dist.train.evaluate import evaluate_split
-    from tfbind_dist.train.restore import load_model
-    from tfbind_dist.train.mesh import make_mesh
-    from tfbind_dist.train.steps import make_logits_fn
-
-    model = load_model(args.run)
-    split = load_splits(model.config.data, splits=(args.split,))[args.split]
-    plan = make_mesh(jax.local_devices()[:1])
-    fn = make_logits_fn(model.module, model.config.data.n_policy, plan)
-    metrics = evaluate_split(fn, model.params, model.batch_stats, split, plan, model.config.data.eval_batch_size)
-    print(json.dumps({"run": str(args.run), "split": args.split, "step": model.step, "rows": len(split), **metrics}, indent=2))
-    return 0
-
-
-def _check_run(path: str) -> None:
-    """A readable run directory, checked before the model stack (JAX) is imported."""
-    from tfbind_dist.rundir import RunDir
-
-    RunDir(path).load_config()
-
-
-def _given_sequence(args) -> list[str]:
-    """--sequence, checked: an empty string is an error, not a zero-length batch."""
-    from tfbind_dist.data.io import DataError
-
-    if not args.sequence.strip():
-        raise DataError("--sequence: empty sequence")
-    return [args.sequence.strip().upper()]
-
-
-def cmd_predict(args) -> int:
-    from tfbind_dist.data.readers import read_sequences
-    from tfbind_dist.storage import write_csv_atomic, write_table_atomic
-
-    if args.output and not args.output.endswith((".csv", ".parquet")):
-        raise ValueError(f"--output {args.output}: name a .csv or .parquet file")
-    _check_run(args.run)
-    if args.sequence is not None:
-        sequences, names = _given_sequence(args), ["--sequence"]
-    else:
-        sequences, names = read_sequences(args.input)
-    from tfbind_dist.train.inference import predict_sequences
-    from tfbind_dist.train.restore import load_model
-
-    model = load_model(args.run)
-    table = predict_sequences(model, sequences, names=names)
-    if not args.output:
-        with __import__("pandas").option_context("display.max_colwidth", 40, "display.width", 120):
-            print(table.to_string(index=False))
-        return 0
-    if args.output.endswith(".parquet"):
-        import pyarrow as pa
-
-        write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), args.output)
-    else:
-        write_csv_atomic(table, args.output)
-    print(f"wrote {len(table)} predictions to {args.output}")
-    return 0
-
-
-def cmd_sanity(args) -> int:
-    _check_run(args.run)
-    from tfbind_dist.train.inference import sanity_table
-    from tfbind_dist.train.restore import load_model
-
-    model = load_model(args.run)
-    print(sanity_table(model).to_string(index=False))
-    return 0
-
-
-def cmd_data_import(args) -> int:
-    from tfbind_dist.data.io import import_dataset
-
-    written = import_dataset(args.src, args.out, tf=args.tf, split=args.split, label=args.label,
-                             label_field=args.label_field, n_policy=args.n_policy)
-    for path in written:
-        print(path)
-    return 0
-
-
-def cmd_data_synth(args) -> int:
-    from tfbind_dist.config import TFS
-    from tfbind_dist.data.synthetic import synthesize
-
-    for tf in args.tfs or []:
-        if tf not in TFS:
-            raise ValueError(f"--tfs: unknown TF {tf!r}; choose from {', '.join(TFS)}")
-    written = synthesize(args.out, tfs=args.tfs or TFS, n_train=args.n_train, seed=args.seed)
-    print(f"wrote {len(written)} files to {args.out}")
-    return 0
-
-
-def _chosen_sequences(args, data_config) -> tuple[list[str], list[str]]:
-    """(sequences, names) chosen by --sequence, --input, or --split/--index/--label (explain, motifs)."""
-    from tfbind_dist.data.io import DataError, sequence_column_strings
-    from tfbind_dist.data.readers import read_sequences
-    from tfbind_dist.data.sources import load_splits
-
-    if args.sequence is not None:
-        return _given_sequence(args), ["sequence"]
-    if args.input:
-        sequences, names = read_sequences(args.input)
-        return [s.upper() for s in sequences], names
-    split = load_splits(data_config, splits=(args.split,))[args.split]
-    rows = np.arange(len(split))
-    if args.label is not None:
-        rows = rows[split.labels == args.label]
-    if not len(rows):
-        label = "" if args.label is None else f" --label {args.label}"
-        raise DataError(f"--split {args.split}{label}: no sequences")
-    start, colon, stop = args.index.partition(":")
-    try:
-        chosen = rows[int(start or 0):int(stop) if stop else None] if colon else rows[[int(start)]]
-    except (ValueError, IndexError):
-        raise DataError(f"--index {args.index}: out of range or not I / A:B ({len(rows)} rows selected)") from None
-    if not len(chosen):
-        raise DataError(f"--index {args.index}: selects no rows (of the {len(rows)} selected by --split/--label)")
-    seqs = sequence_column_strings(split.table.take(chosen))
-    return seqs, [f"{args.split}:{i}" for i in chosen]
-
-
-def _model_codes(model, sequences: list[str], names: list[str], run: str) -> np.ndarray:
-    """(N, L) codes of the sequences, checked against the length the run's model was trained on."""
-    from tfbind_dist.data.encoding import encode
-    from tfbind_dist.data.io import DataError
-
-    codes = encode(sequences, n_policy=model.config.data.n_policy, names=names)
-    if codes.shape[1] != model.length:
-        raise DataError(f"{names[0]}: length {codes.shape[1]}, but the model of {run} was trained on "
-                        f"{model.length}-bp sequences")
-    return codes
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def cmd_explain(args) -> int:
-    _check_run(args.run)
-    from tfbind_dist.interpret import normalize_methods
-
-    methods = normalize_methods(m for group in args.method for m in group.split(","))
-    from tfbind_dist.registry import JASPAR_IDS as MOTIF_IDS
-    from tfbind_dist.interpret import ARRAY_NAMES, explain
-    from tfbind_dist.interpret.report import describe_top, motif_table, write_figures
-    from tfbind_dist.storage import write_csv_atomic, write_npz_atomic
-    from tfbind_dist.train.restore import load_model
-
-    model = load_model(args.run)
-    sequences, names = _chosen_sequences(args, model.config.data)
-    codes = _model_codes(model, sequences, names, args.run)
-    arrays = explain(model.module, model.variables, codes, methods, n_policy=model.config.data.n_policy,
-                     references=args.references, seed=args.seed, progress=len(codes) > 64)
-    out = Path(args.out)
-    write_npz_atomic(out / "attributions.npz", sequences=np.array(sequences), names=np.array(names), **arrays)
-    tf = model.config.data.tf
-    first = arrays[ARRAY_NAMES[methods[0]]]
-    table = None
-    if tf in MOTIF_IDS:
-        table = motif_table(sequences, np.abs(first).sum(-1), tf, model.config.data.n_policy)
-        table.insert(0, "name", names)
-        table.insert(1, "prediction", arrays["prediction"].round(6))
-        write_csv_atomic(table, out / "motifs.csv")
-    written = write_figures(out, sequences, arrays, table, tf, max_sequences=args.plots)
-    for i, name in enumerate(names[: args.plots]):
-        print(f"{name}: prediction {arrays['prediction'][i]:.4f}")
-        if "ism" in arrays:
-            for line in describe_top(arrays["ism"][i], sequences[i], float(arrays["prediction"][i])):
-                print(f"  {line}")
-    if table is not None:
-        sig = table[table.significant]
-        print(f"{tf} motif: {len(sig)}/{len(table)} sequences with a significant match (p < 1e-4); "
-              f"hot window of {methods[0]} overlaps it in {int(sig.overlap.sum())}/{len(sig)}")
-    print(f"wrote {out / 'attributions.npz'} ({', '.join(k for k in arrays)}) and {len(written)} figures to {out}")
-    return 0
-
-
-def cmd_motifs(args) -> int:
-    _check_run(args.run)
-    from tfbind_dist.data import jaspar
-    from tfbind_dist.discovery import ModiscoSettings, discover_motifs
-    from tfbind_dist.discovery import inputs
-    from tfbind_dist.rundir import RunDir
-
-    method = args.method.replace("_", "-")
-    settings = ModiscoSettings(max_seqlets_per_metacluster=args.max_seqlets, n_leiden_runs=args.leiden_runs)
-    config = RunDir(args.run).load_config()
-    jaspar.collection(args.jaspar_tax_group)  # a wrong group is reported before any attribution is computed
-    if args.from_scores:
-        contributions = inputs.from_scores(args.from_scores, args.run, method, keep=args.max_sequences,
-                                           progress=not args.quiet)
-    else:
-        args.label = None if args.label == "all" else int(args.label)
-        sequences, names = _chosen_sequences(args, config.data)
-        from tfbind_dist.train.restore import load_model
-
-        model = load_model(args.run)
-        if len(sequences) > args.max_sequences:
-            print(f"motifs: using the first {args.max_sequences:,} of {len(sequences):,} sequences (--max-sequences)")
-            sequences, names = sequences[:args.max_sequences], names[:args.max_sequences]
-        codes = _model_codes(model, sequences, names, args.run)
-        contributions = inputs.from_model(model, codes, names, method, references=args.references, seed=args.seed,
-                                          progress=not args.quiet)
-    tf = config.data.tf
-    found = discover_motifs(contributions, tf, args.out, settings=settings, tax_group=args.jaspar_tax_group,
-                            progress=not args.quiet)
-    table = found.table
-    for row in table.itertuples():
-        own = " <- " + tf if row.is_own_tf else ""
-        print(f"  {row.motif} ({row.sign}) {row.seqlets:>5} seqlets {row.consensus:<24} best: {row.match_1} "
-              f"(q = {row.match_1_q:.2g}){own}")
-    rank = f"the {tf} motif is positive motif #{found.own_motif_rank}" if found.own_motif_rank else \
-        f"no discovered motif matches a {tf} JASPAR matrix (q < 0.05)"
-    print(f"motifs: {len(table)} motifs from {found.sequences:,} sequences in {found.seconds:.0f} s; {rank}; "
-          f"wrote {args.out}/motifs.csv, modisco_results.h5, figures/")
-    return 0
-
-
-def cmd_sweep(args) -> int:
-    from tfbind_dist import config as C
-    from tfbind_dist.sweep.runner import run_sweep
-    from tfbind_dist.sweep.spec import load_spec, select_jobs
-
-    overrides = C.parse_set_args(args.set)
-    if args.data:
-        overrides["data.path"] = C.absolute_data_path(args.data)  # the jobs' workers may start elsewhere
-    spec = select_jobs(load_spec(args.spec, overrides), C.parse_set_args(args.only))
-    final = run_sweep(spec, args.out, address=args.address, cpus_per_job=args.cpus_per_job,
-                      gpus_per_job=args.gpus_per_job, tpus_per_job=args.tpus_per_job,
-                      hosts_per_job=args.hosts_per_job, max_retries=args.max_retries, progress=not args.quiet)
-    failed = int((final.state == "failed").sum())
-    print(f"{int((final.state == 'finished').sum())}/{len(final)} jobs finished"
-          + (f", {failed} failed" if failed else "") + f"; leaderboard: {args.out}/leaderboard.md")
-    return 1 if failed else 0
-
-
-def cmd_tune(args) -> int:
-    from tfbind_dist import config as C
-    from tfbind_dist.data.sources import check_data
-    from tfbind_dist.tune.search import run_search
-    from tfbind_dist.tune.spec import load_search, with_samples
-
-    overrides = C.parse_set_args(args.set)
-    if args.data:
-        overrides["data.path"] = C.absolute_data_path(args.data)  # trials may start in another directory
-    spec = with_samples(load_search(args.spec, overrides), args.num_samples)
-    for tf in spec.tfs:  # a wrong data path or TF is reported before Ray starts
-        check_data(spec.trial_config({}, tf).data)
-    table = run_search(spec, args.out, address=args.address, progress=not args.quiet, max_failures=args.max_failures)
-    errors = int((table.state == "error").sum()) if len(table) else 0
-    print(f"leaderboard: {args.out}/leaderboard.md" + (f"; {errors} trials failed" if errors else ""))
-    return 1 if errors else 0
-
-
-def cmd_score(args) -> int:
-    from tfbind_dist.scoring.service import score_shards
-
-    outputs = tuple(o for group in args.outputs for o in group.split(","))
-    summary = score_shards(args.runs, args.input, args.out, outputs, address=args.address, actors=args.actors,
-                           cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-                           batch_size=args.batch_size, ism_dtype=args.ism_dtype, on_bad_rows=args.on_bad_rows,
-                           progress=not args.quiet)
-    return _print_score_summary(summary)
-
-
-def _print_score_summary(summary) -> int:
-    """The final line of a scoring run (rows/s overall and per actor), failed shards on stderr; the exit status."""
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    actors = ", ".join(f"{name} {rows / summary.seconds:,.0f} rows/s" for name, rows in sorted(summary.per_actor.items()))
-    print(f"scored {summary.rows:,} rows into {summary.shards_written} shards in {summary.seconds:.1f} s "
-          f"({rate:,.0f} rows/s){'; per actor: ' + actors if actors else ''}")
-    for message in summary.shards_failed:
-        print(f"tfbind: error: {message}", file=sys.stderr)
-    return 1 if summary.shards_failed else 0
-
-
-def cmd_variants(args) -> int:
-    from tfbind_dist.scoring.variants import score_variants
-
-    errors, summary = score_variants(args.vcf, args.fasta, args.runs, args.out, attribution=args.attribution,
-                                     address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
-                                     gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size,
-                                     rows_per_shard=args.rows_per_shard, on_mismatch=args.on_mismatch,
-                                     chrom_map=args.chrom_map, progress=not args.quiet)
-    status = _print_score_summary(summary)
-    print(f"variants: scores in {args.out} (pyarrow.parquet.read_table reads them as one table); "
-          f"{errors:,} variants not scorable, with reasons in {args.out}/errors/_input.parquet")
-    return status
-
-
-def cmd_report(args) -> int:
-    from tfbind_dist.experiment import to_markdown
-    from tfbind_dist.sweep.report import write_report
-
-    table = write_report(args.root)
-    print(to_markdown(table.drop(columns=["node"])))
-    print(f"wrote {args.root}/leaderboard.parquet, leaderboard.md, learning_curves.png")
-    return 0
-
-
-def cmd_data_shard(args) -> int:
-    from tfbind_dist.data.shard import shard_input
-
-    summary = shard_input(args.src, args.out, window=args.window, stride=args.stride,
-                          rows_per_shard=args.rows_per_shard, n_policy=args.n_policy, progress=not args.quiet)
-    print(f"wrote {summary.rows:,} rows in {summary.shards} shards to {summary.out_dir}"
-          + (f"; skipped {summary.skipped_n:,} windows containing N" if summary.skipped_n else ""))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tfbind", description="Train, evaluate and score transcription-factor binding models.", epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_actor_flags(p: argparse.ArgumentParser) -> None:
+    """--address, --actors, --cpus/--gpus-per-actor, --batch-size of the commands on the scoring service."""
+    p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
+    p.add_argument("--actors", type=int, default=1, help="scoring actors (each loads every model once)")
+    p.add_argument("--cpus-per-actor", type=float, default=0.5)
+    p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parser_train(sub) -> None:
     p = sub.add_parser("train", help="train one TF model on every local device (resumes an existing --out)",
-                       description="Train one TF model with the default recipe (or --recipe chapter, --config, --set overrides), "
-                                   "data-parallel over every local device. Writes RUN_DIR/{config.yaml, metrics.parquet, "
-                                   "checkpoints/, summary.json, learning_curve.png, tb/}. Re-running with the same "
-                                   "--out resumes from the latest checkpoint.")
-    _add_run_flags(p)
+                       description="Train one TF model with the default recipe (or --recipe chapter, --config, --set "
+                                   "overrides), data-parallel over every local device. Writes RUN_DIR/{config.yaml, "
+                                   "metrics.parquet, checkpoints/, summary.json, learning_curve.png, tb/}. Re-running "
+                                   "with the same --out resumes from the latest checkpoint.")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--recipe", help="named recipe (default: 'default', the strong general recipe; 'chapter' "
+                                       "reproduces chapter 3) or a recipe YAML path; flags below override it")
+    base.add_argument("--config", help="YAML run config (data/model/train sections), e.g. a run's config.yaml")
+    p.add_argument("--tf", help="transcription factor, e.g. CTCF (data.tf)")
+    p.add_argument("--model", help="model preset: motif_pool (default recipe), conv, conv_v2, baseline, "
+                                   "single_conv_only, fewer_conv_channels, remove_MLP, add_one_transformer_block, "
+                                   "add_two_transformer_block")
+    p.add_argument("--data", help="dataset dir (Parquet from `tfbind data import`, or chapter CSVs) or 'synthetic'")
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's, 3000 in default, 1000 in chapter)")
+    p.add_argument("--batch-size", type=int,
+                   help="global batch size, split over all devices (default: the recipe's, 64 / chapter 32)")
+    p.add_argument("--seed", type=int, help="PRNG seed for init, dropout, augmentation and shuffling (default 42)")
+    p.add_argument("--loader", choices=["grain", "tfdata"], help="input pipeline (tfdata needs the [tf] extra)")
+    p.add_argument("--halt-after", type=int, help="stop after N steps with a resumable checkpoint (preemption drill)")
+    p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                   help="exit with status 75 when a step, evaluation or checkpoint makes no progress for this long, "
+                        "e.g. a collective whose peer died (default 600; 0 = wait forever); a retry resumes")
+    p.add_argument("--with-baseline", action="store_true", default=None,
+                   help="also fit the 6-mer logistic-regression baseline; summary.json gets baseline_valid_auroc")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     multi = p.add_argument_group("multi-host (one job over several processes/hosts; every process runs the "
@@ -436,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="let JAX detect the cluster: Cloud TPU pod slices, SLURM (env TFBIND_DISTRIBUTED=auto)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("baseline", help="k-mer logistic-regression baseline auROC for one TF (how far above it a model is)",
+
+def _parser_model_commands(sub) -> None:
+    p = sub.add_parser("baseline", help="k-mer logistic-regression baseline auROC for one TF (how far above it a model "
+                                        "is)",
                        description="Fit logistic regression (scikit-learn) on strand-merged k-mer frequencies of the "
                                    "train split, choose the L2 strength on valid, and print valid and test auROC.")
     p.add_argument("--tf", required=True, help="transcription factor, e.g. REST")
@@ -447,12 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics of a run's best checkpoint on one split")
     p.add_argument("--run", required=True, help="run directory")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="binding probabilities for sequences")
     p.add_argument("--run", required=True, help="run directory")
-    src = _add_sequence_sources(p)
+    _add_sequence_sources(p)
     p.add_argument("--output", help="OUT.csv or OUT.parquet (columns sequence, probability, logit); printed if omitted")
     p.set_defaults(func=cmd_predict)
 
@@ -460,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory")
     p.set_defaults(func=cmd_sanity)
 
+
+def _parser_explain(sub) -> None:
     p = sub.add_parser("explain", help="ISM, gradient and DeepLIFT/SHAP attributions of a run's model, with motif "
                                        "checks and plots",
                        description="Attributions of the run's best model for chosen sequences. Writes "
@@ -468,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "match vs the attribution hot window) and PNG figures.")
     p.add_argument("--run", required=True, help="run directory")
     src = _add_sequence_sources(p)
-    src.add_argument("--split", choices=["train", "valid", "test"], help="take sequences from the run's data split")
+    src.add_argument("--split", choices=SPLITS, help="take sequences from the run's data split")
     p.add_argument("--index", default="0", help="with --split: row I or rows A:B (after --label filtering)")
     p.add_argument("--label", type=int, choices=[0, 1], help="with --split: only positives (1) or negatives (0)")
     p.add_argument("--method", action="append", required=True,
@@ -483,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", type=int, default=3, help="per-sequence figures for the first N sequences")
     p.set_defaults(func=cmd_explain)
 
+
+def _parser_motifs(sub) -> None:
     p = sub.add_parser("motifs", help="de-novo motif discovery: TF-MoDISco on attributions, motifs named by JASPAR",
                        description="What did the model learn: hypothetical contributions (ISM, corrected gradients or "
                                    "DeepLIFT/SHAP) of the run's best model on its positives (or --input, or what "
@@ -494,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/figures/<motif>.png (contribution logo above its best match).")
     p.add_argument("--run", required=True, help="run directory (its model, and its TF for naming the own motif)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--split", choices=["train", "valid", "test"], default="valid",
-                     help="sequences from the run's data split (default: valid)")
+    src.add_argument("--split", choices=SPLITS, default="valid", help="sequences from the run's data split (default: "
+                                                                      "valid)")
     src.add_argument("--input", help="sequences instead: CSV/TSV/Parquet with a 'sequence' column, FASTA or lines")
     src.add_argument("--from-scores", metavar="SCORES_DIR",
                      help="read the contributions `tfbind score` wrote (outputs ism, grad_corrected or "
@@ -519,8 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jaspar-tax-group", default="vertebrates",
                    help="JASPAR CORE taxonomic group to match against (default vertebrates)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_motifs, sequence=None, index=":")  # every row of --split (shared with explain)
+    p.set_defaults(func=cmd_motifs)
 
+
+def _parser_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="run a sweep spec (jobs/*.yaml) as Ray tasks across a cluster",
                        description="Submit one Ray task per job of SPEC (resources per job as given), spread over "
                                    "the cluster's nodes. Each job trains into SWEEP_DIR/JOB_ID; a job whose worker "
@@ -533,8 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-job", type=float, help="GPUs per job; the job's mesh uses all it gets")
     p.add_argument("--tpus-per-job", type=float, help="TPU chips per job (Ray resource 'TPU')")
     p.add_argument("--hosts-per-job", type=int,
-                   help="nodes per job (multi-host: one process per node via jax.distributed; a spec's `hosts:` "
-                        "sets it per job); resources above are per node")
+                   help="nodes per job (multi-host: one process per node via jax.distributed; a spec's "
+                        "`resources: {hosts: N}` sets it); resources above are per node")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a job whose worker or node died")
     p.add_argument("--quiet", action="store_true", help="no live table")
     p.set_defaults(func=cmd_sweep)
@@ -554,29 +367,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no trial table while it runs")
     p.set_defaults(func=cmd_tune)
 
+    p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
+    p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")
+    p.set_defaults(func=cmd_report)
+
+
+def _parser_score(sub) -> None:
     p = sub.add_parser("score", help="score Parquet shards with one or more runs (Ray Data), resumable",
                        description="Predictions, gradients and ISM for every row of SHARD_DIR's Parquet shards (from "
                                    "`tfbind data shard`), with every run's best model, in one pass over the data. "
                                    "The actor that scores a shard writes OUT_DIR/<shard>.parquet itself, atomically, "
                                    "then the marker OUT_DIR/_done/<shard>.json; a re-run scores only shards without "
                                    "one. Runs, shards and OUT_DIR may be local paths or gs:// / s3:// URLs.")
-    p.add_argument("--runs", nargs="+", required=True,
-                   help="run directories or URLs (column prefix: each run's TF)")
+    p.add_argument("--runs", nargs="+", required=True, help="run directories or URLs (column prefix: each run's TF)")
     p.add_argument("--input", required=True, help="shard directory or URL (from `tfbind data shard`)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--outputs", action="append", default=[], required=True,
                    help="comma-separated: prob, logit, grad, grad_corrected, ism, ism_summary, deeplift_shap "
                         "(20 dinucleotide shuffles per window, seed 0)")
-    p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
-    p.add_argument("--actors", type=int, default=1, help="scoring actors (each loads every model once)")
-    p.add_argument("--cpus-per-actor", type=float, default=0.5)
-    p.add_argument("--gpus-per-actor", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=512)
+    _add_actor_flags(p)
     p.add_argument("--ism-dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--on-bad-rows", choices=["fail", "skip"], default="fail",
                    help="fail: a shard with a bad row is not written (others are); skip: write bad rows to "
                         "OUT_DIR/errors/_<shard>.parquet and score the rest")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("variants", help="variant effects: a VCF and a reference genome, scored by one or more runs",
@@ -599,27 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a REF that differs from the FASTA: report the variant in the errors file (error) or stop")
     p.add_argument("--chrom-map", choices=["none", "auto"], default="none",
                    help="auto: match 'chr1' and '1' by adding or dropping the 'chr' prefix")
-    p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
-    p.add_argument("--actors", type=int, default=1)
-    p.add_argument("--cpus-per-actor", type=float, default=0.5)
-    p.add_argument("--gpus-per-actor", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=512)
+    _add_actor_flags(p)
     p.add_argument("--rows-per-shard", type=int, default=100_000, help="alleles per shard (the unit of resume)")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_variants)
 
-    p = sub.add_parser("report", help="leaderboard and learning curves of every finished run under a directory")
-    p.add_argument("root", help="directory holding run directories (e.g. a sweep dir or runs/)")
-    p.set_defaults(func=cmd_report)
 
-    data = sub.add_parser("data", help="import or synthesize datasets").add_subparsers(dest="data_command", required=True)
+def _parser_data(sub) -> None:
+    data = sub.add_parser("data", help="import, synthesize or shard datasets").add_subparsers(dest="data_command",
+                                                                                             required=True)
     p = data.add_parser("import", help="chapter CSVs (dir or file) or FASTA -> Parquet dataset dir",
                         description="Read {TF}_{train,valid,test}_sequences.csv[.gz] files (a directory or one file) "
                                     "or a FASTA, validate every row, and write DIR/{TF}_{split}.parquet atomically.")
     p.add_argument("src", help="directory of chapter CSVs, one CSV, or a FASTA file")
     p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--tf", help="TF name (needed for FASTA or oddly named files)")
-    p.add_argument("--split", choices=["train", "valid", "test"], help="split (needed for FASTA)")
+    p.add_argument("--split", choices=SPLITS, help="split (needed for FASTA)")
     p.add_argument("--label", type=int, choices=[0, 1], help="label for every FASTA record")
     p.add_argument("--label-field", default="label", help="FASTA header token holding the label, as label=1")
     p.add_argument("--n-policy", default="uniform", choices=["uniform", "zeros", "ones", "error"],
@@ -646,20 +453,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=6000, help="train rows per TF (valid/test scale with it)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_synth)
+
+
+PARSERS = (_parser_train, _parser_model_commands, _parser_explain, _parser_motifs, _parser_sweep, _parser_score,
+           _parser_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfbind", description="Train, evaluate and score transcription-factor binding models.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MPLBACKEND", "Agg")  # the command line only writes figures to files
     args = build_parser().parse_args(argv)
-    from tfbind_dist.config import ConfigError
-    from tfbind_dist.data.encoding import SequenceError
-    from tfbind_dist.data.io import DataError
-    from tfbind_dist.rundir import RunConfigMismatch
-
     try:
         return args.func(args)
-    except (ConfigError, DataError, SequenceError, RunConfigMismatch, FileNotFoundError, ValueError, ImportError) as err:
+    except TfbindError as err:
         print(f"tfbind: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

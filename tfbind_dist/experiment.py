@@ -1,4 +1,4 @@
-"""What the grid runner (`sweep/`) and the search (`tune/`) share: reading their spec files, the
+"""What the grid runner (`sweeps/`) and the search (`tuning/`) share: reading their spec files, the
 resources of a training process, job ids, and the leaderboard files.
 
 Both kinds of spec start from a recipe the same way as `tfbind train` (`config.load_recipe`: the

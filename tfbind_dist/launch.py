@@ -22,8 +22,8 @@ def train_process(config: dict[str, Any], workdir: str, coordinator: str | None 
 
     from tfbind_dist import config as C
     from tfbind_dist.rundir import RunDir
-    from tfbind_dist.train.distributed import DistributedSpec, initialize
-    from tfbind_dist.train.loop import train_and_evaluate
+    from tfbind_dist.training.distributed import DistributedSpec, initialize
+    from tfbind_dist.training.loop import train_and_evaluate
 
     if coordinator:
         initialize(DistributedSpec(coordinator, num_processes, process_id))

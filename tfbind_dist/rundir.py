@@ -6,7 +6,7 @@
     progress.json     live state for a sweep's table (written at start and at every evaluation)
     summary.json      the finished run's summary; its presence means "finished"
     attempts.jsonl    one line per start of the job (node, pid, time); attempts.pN.jsonl for process N > 0
-    checkpoints/      orbax `latest` and `best`
+    checkpoints/      orbax `latest` and `best`, one folder per saved step (named by the step) in each
     learning_curve.png, tb/ (TensorBoard events)
 
 Every other module reads and writes these through `RunDir`; none spells a file name itself.
@@ -23,9 +23,9 @@ from typing import Any
 
 from tfbind_dist import config as config_lib
 from tfbind_dist.config import RunConfig
-from tfbind_dist.errors import RunConfigMismatch, RunDirError  # noqa: F401 (re-exported)
-from tfbind_dist.storage import AnyPath, as_path, is_remote, read_parquet, write_bytes_atomic, write_table_atomic, \
-    write_text_atomic
+from tfbind_dist.errors import DataError, RunConfigMismatch, RunDirError  # noqa: F401 (re-exported)
+from tfbind_dist.storage import AnyPath, as_path, expand, is_remote, read_parquet, write_bytes_atomic, \
+    write_table_atomic, write_text_atomic
 
 CONFIG = "config.yaml"
 RUN_INFO = "run.json"
@@ -33,6 +33,7 @@ METRICS = "metrics.parquet"
 PROGRESS = "progress.json"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
+LATEST, BEST = "latest", "best"  # checkpoints/<which>/<step>/ (orbax's layout)
 LEARNING_CURVE = "learning_curve.png"
 TENSORBOARD = "tb"
 METRIC_COLUMNS = ["step", "split", "metric", "value"]
@@ -50,6 +51,13 @@ class RunDir:
     @property
     def checkpoints(self) -> AnyPath:
         return self.path / CHECKPOINTS
+
+    def checkpoint_steps(self, which: str = BEST) -> list[int]:
+        """The steps saved under checkpoints/<which> (`latest` or `best`), ascending; [] if none."""
+        folder = self.checkpoints / which
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
     @property
     def learning_curve(self) -> AnyPath:
@@ -143,6 +151,45 @@ class RunDir:
     def metrics(self):
         """metrics.parquet as a DataFrame (step, split, metric, value)."""
         return read_parquet(self.path / METRICS)
+
+
+def expand_runs(runs: list[str]) -> list[str]:
+    """Run directories as absolute paths or URLs; a quoted pattern (`'gs://b/sweep/*'`, which no shell
+    expands) gives the run directories it matches."""
+    expanded = []
+    for run in runs:
+        if any(c in str(run) for c in "*?["):
+            matches = [m for m in expand(str(run)) if (as_path(m) / CONFIG).exists()]
+            if not matches:
+                raise RunDirError(f"--runs {run}: matches no run directory")
+            expanded += matches
+        else:
+            expanded.append(str(run))
+    if not expanded:
+        raise RunDirError("--runs: name at least one run directory")
+    return [str(as_path(r)) for r in expanded]
+
+
+def check_runs(runs: list[str]) -> int | None:
+    """Every run restorable, checked without loading a model (config, a best checkpoint); their common
+    sequence length (None when no run records one: runs made before run.json)."""
+    lengths = {}
+    for run_path in runs:
+        run = RunDir(run_path)
+        run.load_config()
+        if not run.checkpoint_steps(BEST):
+            raise RunDirError(f"{run}: no best checkpoint under {run.checkpoints / BEST} (has the run finished an "
+                              "evaluation?)")
+        lengths[str(run)] = run.sequence_length()
+    known = {v for v in lengths.values() if v}
+    if len(known) > 1:
+        raise DataError(f"--runs: the runs were trained on different sequence lengths {lengths}; score them separately")
+    return known.pop() if known else None
+
+
+def column_keys(tfs: list[str], runs: list[str | Path]) -> list[str]:
+    """How outputs name each run's columns: its TF, or its directory name where two runs share a TF."""
+    return [tf if tfs.count(tf) == 1 else Path(str(run).rstrip("/")).name for tf, run in zip(tfs, runs)]
 
 
 class MetricsLog:

@@ -12,6 +12,7 @@ Object-store paths need the `cloud` extra (gcsfs / s3fs) and the usual credentia
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import socket
@@ -23,8 +24,11 @@ from typing import Union
 # TF is installed, has no s3:// and ignores the storage emulators used in tests.
 os.environ.setdefault("EPATH_USE_TF", "false")
 
+import fsspec  # noqa: E402
 import fsspec.config  # noqa: E402
 from etils import epath  # noqa: E402
+
+from tfbind_dist.errors import MissingExtra  # noqa: E402
 
 # Objects appear from other processes (actors, other nodes, a killed run's workers): a listing or
 # an existence check must ask the store, never a cached listing (gcsfs caches them by default).
@@ -40,8 +44,21 @@ def is_remote(path: str | os.PathLike) -> bool:
 
 
 def as_path(path: str | os.PathLike) -> AnyPath:
-    """A local absolute `pathlib.Path`, or an `epath.Path` for an object-store URL."""
-    return epath.Path(str(path)) if is_remote(path) else Path(path).absolute()
+    """A local absolute `pathlib.Path`, or an `epath.Path` for an object-store URL (its client library installed)."""
+    if not is_remote(path):
+        return Path(path).absolute()
+    _check_client(str(path).split("://", 1)[0])
+    return epath.Path(str(path))
+
+
+@functools.cache
+def _check_client(protocol: str) -> None:
+    """The fsspec client of `protocol` (gcsfs for gs://, s3fs for s3://) can be imported, else one clear error."""
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as err:
+        raise MissingExtra(f"{protocol}:// paths need their fsspec client (gs:// and s3:// come with the cloud extra: "
+                           f"pip install 'tfbind-dist[cloud]'; {str(err).splitlines()[0]})") from None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

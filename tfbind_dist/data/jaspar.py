@@ -34,7 +34,7 @@ def matrix_counts(matrix_id: str) -> np.ndarray:
 
     motif = jaspardb().fetch_motif_by_id(matrix_id)
     if motif is None:
-        raise ValueError(f"JASPAR matrix {matrix_id} not found in pyjaspar's database")
+        raise DataError(f"JASPAR matrix {matrix_id} not found in pyjaspar's database")
     return _counts(motif)
 
 
@@ -47,7 +47,7 @@ def collection(tax_group: str = "vertebrates", name: str = "CORE") -> tuple[Jasp
         warnings.simplefilter("ignore")
         motifs = jaspardb().fetch_motifs(collection=name, tax_group=[tax_group])
     if not motifs:
-        raise ValueError(f"JASPAR {name} has no {tax_group!r} matrices in pyjaspar's database "
+        raise DataError(f"JASPAR {name} has no {tax_group!r} matrices in pyjaspar's database "
                          f"(tax groups: vertebrates, plants, insects, nematodes, fungi, urochordates)")
     return tuple(sorted((JasparMatrix(m.matrix_id, m.name, _counts(m)) for m in motifs), key=lambda m: m.matrix_id))
 

@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tfbind_dist.errors import DataError
+from tfbind_dist.storage import as_path
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -135,15 +136,15 @@ def read_csv_table(path: str | Path, column_types: dict[str, pa.DataType] | None
     return pa.Table.from_batches(batches)
 
 
-def parquet_files(path: str | Path) -> list[Path]:
-    """A Parquet file, or the visible `*.parquet` files of a directory."""
-    path = Path(path)
+def parquet_files(path, what: str = "Parquet files") -> list:
+    """A Parquet file, or the visible `*.parquet` files of a directory (local or object storage)."""
+    path = as_path(path)
     _check_exists(path)
     if not path.is_dir():
         return [path]
     files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
     if not files:
-        raise DataError(f"{path}: no Parquet files")
+        raise DataError(f"{path}: no {what}")
     return files
 
 

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 from tfbind_dist.data.encoding import _LUT, ALLOWED, INVALID, N_CODE
 from tfbind_dist.data.io import DataError, encode_column
 from tfbind_dist.data.readers import csv_batches, input_kind, iter_lines, parquet_batches, parquet_files
-from tfbind_dist.storage import AnyPath, as_path, is_remote, write_table_atomic, write_text_atomic
+from tfbind_dist.storage import AnyPath, as_path, is_remote, open_parquet, write_table_atomic, write_text_atomic
 
 SHARD_MANIFEST = "_SHARDS.json"
 SHARD_N_POLICIES = ("skip", "keep")
-RESERVED_COLUMNS = ("id", "codes", "sequence")
+ID, CODES, SEQUENCE = "id", "codes", "sequence"  # a shard's columns: row id, uint8 base codes, or text
+RESERVED_COLUMNS = (ID, CODES, SEQUENCE)
 
 _PART = re.compile(r"part-\d{5}\.parquet")
 _CHUNK_BYTES = 1 << 20  # FASTA sequence bytes encoded and tiled at a time
@@ -53,8 +54,30 @@ def codes_column(codes: np.ndarray) -> pa.FixedSizeBinaryArray:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(codes.shape[1]), len(codes), [None, pa.py_buffer(codes)])
 
 
-class _ShardWriter:
-    """Collect encoded windows in a fixed (rows_per_shard, window) buffer and flush full shards."""
+def column_codes(column: pa.Array | pa.ChunkedArray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of `codes_column`: (N, length) uint8 codes of a `codes` column (fixed-size or variable
+    binary) and each row's byte length; rows of another length (or null) are zeros."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(column)
+    if pa.types.is_fixed_size_binary(column.type):
+        width = column.type.byte_width
+        lengths = np.where(np.asarray(column.is_null()), 0, width) if column.null_count else np.full(n, width)
+        if width != length:
+            return np.zeros((n, length), np.uint8), lengths
+        data = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * width:(column.offset + n) * width]
+        return np.where(lengths[:, None] == length, data.reshape(n, width), 0).astype(np.uint8), lengths
+    raw = column.to_pylist()
+    lengths = np.array([len(r) if r is not None else 0 for r in raw], dtype=np.int64)
+    codes = np.zeros((n, length), np.uint8)
+    for i in np.flatnonzero(lengths == length):
+        codes[i] = np.frombuffer(raw[i], np.uint8)
+    return codes, lengths
+
+
+class ShardWriter:
+    """The one writer of shard folders: encoded windows collect in a fixed (rows_per_shard, window) buffer,
+    each full buffer becomes the next `part-NNNNN.parquet` (with the rows' `id`s and metadata columns),
+    and `finish` writes `_SHARDS.json` last, so a folder with a manifest is complete."""
 
     def __init__(self, out_dir: AnyPath, window: int, rows_per_shard: int):
         self.out_dir = out_dir
@@ -99,6 +122,12 @@ class _ShardWriter:
         self.fill = 0
         self.extra = []
 
+    def finish(self, **fields) -> None:
+        """Write the last shard, then the manifest: window, rows, the shards and `fields` (source, ...)."""
+        self.flush()
+        write_text_atomic(self.out_dir / SHARD_MANIFEST, json.dumps(
+            {"window": self.window, "rows": self.rows, "shards": self.shards, **fields}, indent=1))
+
     def remove_written(self) -> None:
         """Delete the shards written so far (after a failure)."""
         for shard in self.shards:
@@ -112,7 +141,7 @@ class _RecordTiler:
     between chunks; positions are 0-based within the record.
     """
 
-    def __init__(self, name: str, source: Path, window: int, stride: int, skip_n: bool, writer: _ShardWriter):
+    def __init__(self, name: str, source: Path, window: int, stride: int, skip_n: bool, writer: ShardWriter):
         self.name, self.source, self.window, self.stride = name, source, window, stride
         self.skip_n, self.writer = skip_n, writer
         self.pending: list[bytes] = []
@@ -163,7 +192,7 @@ class _RecordTiler:
         self.tail = buf[self.tail_start - buf_start:].copy()
 
 
-def _shard_fasta(path: Path, writer: _ShardWriter, *, window: int, stride: int, skip_n: bool,
+def _shard_fasta(path: Path, writer: ShardWriter, *, window: int, stride: int, skip_n: bool,
                  progress: bool) -> int:
     """Stream a FASTA (gzip accepted) into `writer`; return the number of N windows skipped.
 
@@ -198,15 +227,14 @@ def _shard_fasta(path: Path, writer: _ShardWriter, *, window: int, stride: int, 
 
 def _batch_codes(batch: pa.RecordBatch, source: str, window: int, row_offset: int) -> np.ndarray:
     """(rows, window) uint8 codes of a batch, from its `codes` or else its `sequence` column."""
-    if "codes" in batch.schema.names:
-        column = batch.column("codes")
+    if CODES in batch.schema.names:
+        column = batch.column(CODES)
         if not pa.types.is_fixed_size_binary(column.type) or column.type.byte_width != window:
             raise DataError(f"{source}: field 'codes' must be fixed_size_binary[{window}], found {column.type}")
         if column.null_count:
             row = int(np.argmax(np.asarray(column.is_null())))
             raise DataError(f"{source} row {row + row_offset}: field 'codes' is empty")
-        data = np.frombuffer(column.buffers()[1], dtype=np.uint8)
-        codes = data[column.offset * window: (column.offset + len(column)) * window].reshape(-1, window)
+        codes, _ = column_codes(column, window)
         bad = (codes > N_CODE).any(axis=1)
         if bad.any():
             row = int(np.argmax(bad))
@@ -223,7 +251,7 @@ def _batch_codes(batch: pa.RecordBatch, source: str, window: int, row_offset: in
     return encode_column(column, source=source, row_offset=row_offset)
 
 
-def _shard_tables(batches: Iterator[tuple[str, pa.RecordBatch]], writer: _ShardWriter, *, window: int,
+def _shard_tables(batches: Iterator[tuple[str, pa.RecordBatch]], writer: ShardWriter, *, window: int,
                   total: int | None, progress: bool) -> None:
     """Encode table batches and carry every column but `id`, `codes` and `sequence` through."""
     current, row = None, 0
@@ -294,11 +322,11 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
     """
     src, out_dir = Path(src), as_path(out_dir)
     if n_policy not in SHARD_N_POLICIES:
-        raise ValueError(f"n_policy must be one of {SHARD_N_POLICIES}, got {n_policy!r}")
+        raise DataError(f"n_policy must be one of {SHARD_N_POLICIES}, got {n_policy!r}")
     stride = window if stride is None else stride
     for name, value in (("window", window), ("stride", stride), ("rows_per_shard", rows_per_shard)):
         if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if not src.exists():
         raise DataError(f"{src}: no such file or directory")
     kind = input_kind(src)
@@ -307,7 +335,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
     if src.is_dir() and not is_remote(out_dir) and src.resolve() == out_dir.resolve():
         raise DataError(f"{out_dir}: output directory is the input directory")
     prepare_out_dir(out_dir)
-    writer = _ShardWriter(out_dir, window, rows_per_shard)
+    writer = ShardWriter(out_dir, window, rows_per_shard)
     skipped = 0
     try:
         if kind == "fasta":
@@ -323,16 +351,49 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
         if not writer.rows:
             raise DataError(f"{src}: no {'windows of ' + str(window) + ' bp' if kind == 'fasta' else 'rows'} to shard"
                             + (f" ({skipped} windows contained N; --n-policy keep keeps them)" if skipped else ""))
-        write_text_atomic(out_dir / SHARD_MANIFEST, json.dumps({
-            "window": window, "stride": stride if kind == "fasta" else None, "rows": writer.rows,
-            "shards": writer.shards, "skipped_n": skipped, "source": str(src),
-            "n_policy": n_policy if kind == "fasta" else "keep",
-        }, indent=1))
+        writer.finish(stride=stride if kind == "fasta" else None, skipped_n=skipped, source=str(src),
+                      n_policy=n_policy if kind == "fasta" else "keep")
     except BaseException:
         writer.remove_written()
         raise
     return ShardSummary(shards=len(writer.shards), rows=writer.rows, skipped_n=skipped, window=window,
                         out_dir=out_dir)
+
+
+def list_shards(input_dir: AnyPath, length: int) -> dict[str, int]:
+    """{shard path or URL: rows} of a shard directory, checked against the models' sequence length.
+
+    With `_SHARDS.json` (written by `tfbind data shard`) exactly the shards it lists are scored,
+    so other files in the folder are left alone, and their row counts come from it (no file is
+    opened: cheap on object storage). Without one, every visible Parquet file must be a shard
+    (an int64 `id` and `codes` or `sequence`).
+    """
+    if not input_dir.is_dir():
+        raise DataError(f"--input {input_dir}: not a directory of shards (make one with `tfbind data shard`)")
+    if (input_dir / SHARD_MANIFEST).exists():
+        manifest = read_shard_manifest(input_dir)
+        if manifest.get("window") not in (None, length):
+            raise DataError(f"{input_dir / SHARD_MANIFEST}: windows of {manifest['window']} bp, but the runs were "
+                            f"trained on {length}-bp sequences; re-shard with --window {length}")
+        return {str(input_dir / shard["file"]): int(shard["rows"]) for shard in manifest["shards"]}
+    files = parquet_files(input_dir, what="Parquet shards")
+    shards = {}
+    for path in files:
+        try:
+            with open_parquet(path) as meta:
+                schema, rows = meta.schema_arrow, meta.metadata.num_rows
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DataError(f"{path}: cannot read as Parquet ({str(err).splitlines()[0]})") from None
+        if ID not in schema.names or not {CODES, SEQUENCE} & set(schema.names):
+            raise DataError(f"{path}: not a shard (needs an '{ID}' column and '{CODES}' or '{SEQUENCE}'; found "
+                            f"{schema.names})")
+        if CODES in schema.names:
+            codes_type = schema.field(CODES).type
+            if pa.types.is_fixed_size_binary(codes_type) and codes_type.byte_width != length:
+                raise DataError(f"{path}: field 'codes' holds {codes_type.byte_width}-bp windows, but the runs were "
+                                f"trained on {length}-bp sequences")
+        shards[str(path)] = rows
+    return shards
 
 
 def read_shard_manifest(shard_dir: str | Path) -> dict:

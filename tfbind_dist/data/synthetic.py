@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -179,7 +178,7 @@ def _synthesize_split(tf: str, split: str, n: int, seed: int, length: int) -> pa
     probs = tf_probabilities(tf)
     width = probs.shape[0]
     if length < 2 * width + 2 * CENTRE_JITTER + SECOND_GAP[1]:
-        raise ValueError(f"{tf}: length {length} is too short for motif width {width}; "
+        raise DataError(f"{tf}: length {length} is too short for motif width {width}; "
                          f"need at least {2 * width + 2 * CENTRE_JITTER + SECOND_GAP[1]}")
     n_pos = n // 2
     labels = np.zeros(n, dtype=np.int8)
@@ -252,7 +251,7 @@ def synthesize_tf(tf: str, *, n_train: int = 6000, seed: int = 0, length: int = 
     """
     _check_tf(tf)
     if n_train < 2:
-        raise ValueError(f"n_train must be at least 2, got {n_train}")
+        raise DataError(f"n_train must be at least 2, got {n_train}")
     return {split: _synthesize_split(tf, split, n, seed, length) for split, n in split_sizes(n_train).items()}
 
 

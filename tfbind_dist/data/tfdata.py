@@ -11,6 +11,8 @@ import json
 
 import numpy as np
 
+from tfbind_dist.errors import MissingExtra
+
 
 class TFDataTrainIterator:
     """Infinite batch iterator over a tf.data pipeline, with grain-style get/set_state."""
@@ -20,7 +22,7 @@ class TFDataTrainIterator:
         try:
             import tensorflow as tf
         except ImportError:
-            raise ImportError("the tfdata loader needs TensorFlow: pip install 'tfbind-dist[tf]'") from None
+            raise MissingExtra("the tfdata loader needs TensorFlow: pip install 'tfbind-dist[tf]'") from None
         tf.config.set_visible_devices([], "GPU")  # keep TensorFlow off accelerators JAX owns
         self._tf = tf
         self._codes, self._labels = codes, labels

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +32,9 @@ import pyarrow as pa
 from tfbind_dist.data.encoding import encode_bytes
 from tfbind_dist.errors import DataError
 from tfbind_dist.data.readers import is_gzip
-from tfbind_dist.data.shard import SHARD_MANIFEST, codes_column, prepare_out_dir
+from tfbind_dist.data.shard import ShardWriter, codes_column, prepare_out_dir
 from tfbind_dist.data.sources import cache_root
-from tfbind_dist.storage import AnyPath, as_path, atomic_output, write_table_atomic, write_text_atomic
+from tfbind_dist.storage import AnyPath, as_path, atomic_output, write_table_atomic
 
 MISMATCH_POLICIES = ("error", "fail")
 CHROM_MAPS = ("none", "auto")
@@ -120,12 +120,22 @@ def _window(fasta, chrom: str, start: int, length: int, chrom_len: int) -> tuple
     return "N" * (lo - start) + bases.upper() + "N" * (start + length - max(hi, lo)), start < 0 or start + length > chrom_len
 
 
-def _alleles(record) -> list[tuple[str | None, str | None]]:
+class Variant(NamedTuple):
+    """One variant record: 1-based `pos`, REF, and its ALT alleles (several for a multi-allelic record)."""
+
+    chrom: str
+    pos: int
+    id: str
+    ref: str
+    alts: tuple[str, ...]
+
+
+def _alleles(variant: Variant) -> list[tuple[str, str | None]]:
     """(alt, reason it cannot be scored) per ALT allele of a record."""
-    if not record.alts:
+    if not variant.alts:
         return [(".", "missing ALT ('.')")]
     out = []
-    for alt in record.alts:
+    for alt in variant.alts:
         if alt.startswith("<"):
             out.append((alt, f"symbolic ALT {alt}"))
         elif "[" in alt or "]" in alt or alt.startswith(".") or alt.endswith("."):
@@ -139,51 +149,134 @@ def _alleles(record) -> list[tuple[str | None, str | None]]:
     return out
 
 
-def _records(reader, vcf: Path):
-    """The VCF's records; a malformed one is a DataError naming the file and the last good record."""
+def read_vcf(vcf: Path) -> Iterator[Variant]:
+    """The VCF's records (pysam: plain, gzip or bgzip VCF, streamed); a malformed one is a DataError
+    naming the file and the last good record."""
+    import pysam
+
+    try:
+        reader = pysam.VariantFile(str(vcf))
+    except (OSError, ValueError) as err:
+        raise DataError(f"--vcf {vcf}: not a readable VCF ({err})") from None
     last = "its header"
-    while True:
+    try:
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as err:
+                raise DataError(f"--vcf {vcf}: malformed record after {last} ({err})") from None
+            last = f"{record.chrom}:{record.pos}"
+            yield Variant(record.chrom, record.pos, record.id or ".", (record.ref or "").upper(),
+                          tuple(record.alts or ()))
+    finally:
+        reader.close()
+
+
+VARIANT_FIELDS = ("chrom", "pos", "ref", "alt")
+
+
+def variants_from_table(variants) -> list[Variant]:
+    """Variants given in memory: a DataFrame (or a list of mappings, or of (chrom, pos, ref, alt[, id]) tuples)
+    with `chrom`, `pos` (1-based, as in a VCF), `ref`, `alt` (several ALTs comma-separated) and optional `id`."""
+    import pandas as pd
+
+    if not isinstance(variants, pd.DataFrame):
+        rows = list(variants)
+        if rows and not isinstance(rows[0], dict):
+            rows = [dict(zip((*VARIANT_FIELDS, "id"), row)) for row in rows]
+        variants = pd.DataFrame(rows)
+    missing = [c for c in VARIANT_FIELDS if c not in variants.columns]
+    if missing:
+        raise DataError(f"variants: missing column(s) {missing}; found {list(variants.columns)}")
+    out = []
+    for i, row in enumerate(variants.itertuples(index=False)):
         try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except (OSError, ValueError) as err:
-            raise DataError(f"--vcf {vcf}: malformed record after {last} ({err})") from None
-        last = f"{record.chrom}:{record.pos}"
-        yield record
+            pos = int(row.pos)
+        except (TypeError, ValueError):
+            raise DataError(f"variants row {i}: field 'pos' is {row.pos!r}, expected a 1-based position") from None
+        alt = "" if row.alt is None else str(row.alt)
+        out.append(Variant(str(row.chrom), pos, str(getattr(row, "id", None) or "."), str(row.ref).upper(),
+                           tuple(a for a in alt.split(",") if a and a != ".")))
+    return out
 
 
-class _Buffers:
-    """Rows and error rows collected until a shard is full."""
+class VariantWindows:
+    """Reference and alternate windows of the models' length for each ALT allele of a variant, from an
+    indexed genome; or why an allele cannot be scored."""
 
-    def __init__(self, out_dir, window: int, rows_per_shard: int):
-        self.out_dir, self.window, self.rows_per_shard = out_dir, window, rows_per_shard
-        self.rows: list[tuple] = []
-        self.errors: list[tuple] = []
-        self.shards: list[dict] = []
-        self.written = 0
+    def __init__(self, genome, window: int, *, chrom_map: str = "none", on_mismatch: str = "error",
+                 source: str = "variants"):
+        if on_mismatch not in MISMATCH_POLICIES:
+            raise DataError(f"--on-mismatch must be one of {', '.join(MISMATCH_POLICIES)}")
+        if chrom_map not in CHROM_MAPS:
+            raise DataError(f"--chrom-map must be one of {', '.join(CHROM_MAPS)}")
+        self.genome, self.window, self.chrom_map, self.on_mismatch = genome, window, chrom_map, on_mismatch
+        self.source = source
+        self.lengths = dict(zip(genome.references, genome.lengths))
+        self.mapping: dict[str, str] = {}
+        self.centre = variant_centre(window)
 
-    def add(self, row: tuple) -> None:
-        self.rows.append(row)
-        if len(self.rows) == self.rows_per_shard:
-            self.flush()
+    def of(self, variant: Variant) -> tuple[list[tuple], list[tuple]]:
+        """(rows, errors) of one variant: a row (chrom, pos, id, ref, alt, off_end, ref window, alt window) per
+        scorable ALT allele, an error (chrom, pos, id, ref, alt, reason) per other."""
+        if variant.chrom not in self.mapping:
+            self.mapping.update(chrom_mapping([variant.chrom], list(self.lengths), self.chrom_map))
+        chrom, ref, lengths = self.mapping[variant.chrom], variant.ref, self.lengths
+        base = (variant.chrom, variant.pos, variant.id, ref)
+        alleles = _alleles(variant)
+        reason = None
+        if chrom not in lengths:
+            reason = f"chromosome {variant.chrom!r} is not in the FASTA"
+        elif not _BASES.match(ref):
+            reason = f"REF {ref!r} is not a sequence of bases"
+        elif variant.pos < 1 or variant.pos - 1 + len(ref) > lengths[chrom]:
+            reason = f"position {variant.pos} is outside {chrom} (length {lengths[chrom]:,})"
+        else:
+            genome_ref = self.genome.fetch(chrom, variant.pos - 1, variant.pos - 1 + len(ref)).upper()
+            if genome_ref != ref:
+                reason = f"REF {ref} does not match the FASTA ({genome_ref}) at {chrom}:{variant.pos}"
+                if self.on_mismatch == "fail":
+                    raise DataError(f"{self.source}: {reason} (--on-mismatch error reports such variants instead)")
+        if reason:
+            return [], [(*base, alt, reason) for alt, _ in alleles]
+        window, centre = self.window, self.centre
+        ref_window, off_end = _window(self.genome, chrom, variant.pos - 1 - centre, window, lengths[chrom])
+        rows, errors = [], []
+        for alt, allele_reason in alleles:
+            if allele_reason:
+                errors.append((*base, alt, allele_reason))
+                continue
+            after = variant.pos - 1 + len(ref)  # the right flank, shifted by the length change
+            needed = max(0, window - centre - len(alt))
+            flank, _ = _window(self.genome, chrom, after, needed, lengths[chrom])
+            alt_window = (ref_window[:centre] + alt + flank)[:window]
+            rows.append((*base, alt, off_end or after + needed > lengths[chrom], ref_window, alt_window))
+        return rows, errors
 
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        n = len(self.rows)
-        chrom, pos, vcf_id, ref, alt, off_end, ref_windows, alt_windows = zip(*self.rows)
-        encode = lambda windows: codes_column(encode_bytes(  # noqa: E731
-            np.frombuffer("".join(windows).encode("ascii"), np.uint8).reshape(n, self.window)))
-        table = pa.table({"id": pa.array(np.arange(self.written, self.written + n), pa.int64()),
-                          "codes": encode(ref_windows), "alt_codes": encode(alt_windows), "chrom": list(chrom),
-                          "pos": pa.array(pos, pa.int64()), "vcf_id": list(vcf_id), "ref": list(ref),
-                          "alt": list(alt), "off_end": list(off_end)})
-        name = f"part-{len(self.shards):05d}.parquet"
-        write_table_atomic(table, self.out_dir / name)
-        self.shards.append({"file": name, "rows": n, "first_id": self.written})
-        self.written += n
-        self.rows = []
+
+def variant_table(rows: list[tuple], window: int) -> tuple[np.ndarray, pa.Table]:
+    """The reference windows' codes (N, L) and the rest of the variant shard columns of `rows`
+    (`VariantWindows.of`): `alt_codes`, chrom, pos, vcf_id, ref, alt, off_end."""
+    n = len(rows)
+    chrom, pos, vcf_id, ref, alt, off_end, ref_windows, alt_windows = zip(*rows) if rows else ([],) * 8
+    encode = lambda windows: encode_bytes(  # noqa: E731
+        np.frombuffer("".join(windows).encode("ascii"), np.uint8).reshape(n, window))
+    extra = pa.table({"alt_codes": codes_column(encode(alt_windows)) if n else pa.array([], pa.binary(window)),
+                      "chrom": pa.array(list(chrom), pa.string()), "pos": pa.array(pos, pa.int64()),
+                      "vcf_id": pa.array(list(vcf_id), pa.string()), "ref": pa.array(list(ref), pa.string()),
+                      "alt": pa.array(list(alt), pa.string()), "off_end": pa.array(list(off_end), pa.bool_())})
+    return (encode(ref_windows) if n else np.zeros((0, window), np.uint8)), extra
+
+
+def errors_table(errors: list[tuple]) -> pa.Table:
+    """Variants that cannot be scored: chrom, pos, id, ref, alt, reason."""
+    columns = list(zip(*errors)) or [[] for _ in ERROR_SCHEMA]
+    return pa.table({name: pa.array(list(values), kind) for (name, kind), values in zip(ERROR_SCHEMA, columns)})
+
+
+ROWS_PER_BATCH = 4096  # variant rows encoded at a time on their way into shards
 
 
 def shard_variants(vcf: str | Path, fasta: str | Path, out_dir, *, window: int, rows_per_shard: int = 100_000,
@@ -194,81 +287,39 @@ def shard_variants(vcf: str | Path, fasta: str | Path, out_dir, *, window: int, 
     `on_mismatch`: a REF allele that differs from the FASTA is reported per variant ('error') or
     stops the run ('fail', nothing written).
     """
-    import pysam
     from tqdm.auto import tqdm
 
-    if on_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"--on-mismatch must be one of {MISMATCH_POLICIES}")
-    if chrom_map not in CHROM_MAPS:
-        raise ValueError(f"--chrom-map must be one of {CHROM_MAPS}")
     vcf = Path(vcf)
     if not vcf.exists():
         raise DataError(f"--vcf {vcf}: no such file")
-    genome = open_fasta(fasta)
-    lengths = dict(zip(genome.references, genome.lengths))
-    try:
-        reader = pysam.VariantFile(str(vcf))
-    except (OSError, ValueError) as err:
-        raise DataError(f"--vcf {vcf}: not a readable VCF ({err})") from None
+    windows = VariantWindows(open_fasta(fasta), window, chrom_map=chrom_map, on_mismatch=on_mismatch,
+                             source=str(vcf))
     out_dir = as_path(out_dir)
     prepare_out_dir(out_dir)  # orphaned parts of a killed run are removed; another run's shards refused
     errors_dir = as_path(errors_dir) if errors_dir is not None else out_dir / "errors"
-    buffers = _Buffers(out_dir, window, rows_per_shard)
-    mapping: dict[str, str] = {}
-    centre = variant_centre(window)
+    writer = ShardWriter(out_dir, window, rows_per_shard)
+    rows, errors = [], []
     bar = tqdm(unit="variant", desc="variants", disable=not progress, dynamic_ncols=True)
     try:
-        for record in _records(reader, vcf):
+        for variant in read_vcf(vcf):
             bar.update(1)
-            if record.chrom not in mapping:
-                mapping.update(chrom_mapping([record.chrom], list(lengths), chrom_map))
-            chrom = mapping[record.chrom]
-            ref = (record.ref or "").upper()
-            base = (record.chrom, record.pos, record.id or ".", ref)
-            alleles = _alleles(record)
-            reason = None
-            if chrom not in lengths:
-                reason = f"chromosome {record.chrom!r} is not in the FASTA"
-            elif not _BASES.match(ref):
-                reason = f"REF {ref!r} is not a sequence of bases"
-            elif record.pos < 1 or record.pos - 1 + len(ref) > lengths[chrom]:
-                reason = f"position {record.pos} is outside {chrom} (length {lengths[chrom]:,})"
-            else:
-                genome_ref = genome.fetch(chrom, record.pos - 1, record.pos - 1 + len(ref)).upper()
-                if genome_ref != ref:
-                    reason = f"REF {ref} does not match the FASTA ({genome_ref}) at {chrom}:{record.pos}"
-                    if on_mismatch == "fail":
-                        raise DataError(f"{vcf}: {reason} (--on-mismatch error reports such variants instead)")
-            if reason:
-                buffers.errors += [(*base, alt, reason) for alt, _ in alleles]
-                continue
-            start = record.pos - 1 - centre
-            ref_window, off_end = _window(genome, chrom, start, window, lengths[chrom])
-            for alt, allele_reason in alleles:
-                if allele_reason:
-                    buffers.errors.append((*base, alt, allele_reason))
-                    continue
-                after = record.pos - 1 + len(ref)  # the right flank, shifted by the length change
-                needed = max(0, window - centre - len(alt))
-                flank, _ = _window(genome, chrom, after, needed, lengths[chrom])
-                alt_window = (ref_window[:centre] + alt + flank)[:window]
-                buffers.add((*base, alt, off_end or after + needed > lengths[chrom], ref_window, alt_window))
-        buffers.flush()
-        columns = list(zip(*buffers.errors)) or [[] for _ in ERROR_SCHEMA]
-        write_table_atomic(pa.table({name: pa.array(list(values), kind) for (name, kind), values
-                                     in zip(ERROR_SCHEMA, columns)}), errors_dir / INPUT_ERRORS)
-        if not buffers.written:
-            raise DataError(f"{vcf}: no variant could be scored ({len(buffers.errors)} reported in "
+            made, failed = windows.of(variant)
+            rows += made
+            errors += failed
+            if len(rows) >= ROWS_PER_BATCH:
+                writer.add(*variant_table(rows, window))
+                rows = []
+        if rows:
+            writer.add(*variant_table(rows, window))
+        write_table_atomic(errors_table(errors), errors_dir / INPUT_ERRORS)
+        if not writer.rows + writer.fill:
+            raise DataError(f"{vcf}: no variant could be scored ({len(errors)} reported in "
                             f"{errors_dir / INPUT_ERRORS})")
-        write_text_atomic(out_dir / SHARD_MANIFEST, json.dumps({
-            "window": window, "rows": buffers.written, "shards": buffers.shards, "source": str(vcf.absolute()),
-            "vcf_size": vcf.stat().st_size,
-            "fasta": str(fasta), "errors": len(buffers.errors), "kind": "variants"}, indent=1))
+        writer.finish(source=str(vcf.absolute()), vcf_size=vcf.stat().st_size, fasta=str(fasta), errors=len(errors),
+                      kind="variants")
     except BaseException:
-        for shard in buffers.shards:
-            (out_dir / shard["file"]).unlink(missing_ok=True)
+        writer.remove_written()
         raise
     finally:
         bar.close()
-        reader.close()
-    return VariantShards(buffers.written, len(buffers.shards), len(buffers.errors), out_dir)
+    return VariantShards(writer.rows, len(writer.shards), len(errors), out_dir)

@@ -37,6 +37,20 @@ class Discovery(NamedTuple):
     sequences: int
     seconds: float
     tax_group: str  # the JASPAR CORE group matched against
+    tf: str
+
+    def describe(self) -> list[str]:
+        """One line per motif (sign, seqlets, consensus, best match, whether it is the TF's own), then a summary."""
+        lines = []
+        for row in self.table.itertuples():
+            own = f" <- {self.tf}" if row.is_own_tf else ""
+            lines.append(f"  {row.motif} ({row.sign}) {row.seqlets:>5} seqlets {row.consensus:<24} best: {row.match_1} "
+                         f"(q = {row.match_1_q:.2g}){own}")
+        rank = f"the {self.tf} motif is positive motif #{self.own_motif_rank}" if self.own_motif_rank else \
+            f"no discovered motif matches a {self.tf} JASPAR matrix (q < 0.05)"
+        lines.append(f"motifs: {len(self.table)} motifs from {self.sequences:,} sequences in {self.seconds:.0f} s; "
+                     f"{rank}")
+        return lines
 
     def plot(self, motif: int = 0, *, axes=None):
         """Motif number `motif`'s contribution logo above its best JASPAR match (inline in a notebook)."""
@@ -75,7 +89,7 @@ def discover_motifs(contributions: Contributions, tf: str, out_dir=None, *,
     table = motif_table(motifs, matches, own_matrix_ids(tf, targets))
     if out_dir is not None:
         _write_report(as_path(out_dir), table, motifs, matches, {t.matrix_id: t for t in targets}, progress)
-    return Discovery(table, motifs, matches, own_motif_rank(table), n, time.time() - started, tax_group)
+    return Discovery(table, motifs, matches, own_motif_rank(table), n, time.time() - started, tax_group, tf)
 
 
 def _write_report(out, table: pd.DataFrame, motifs: list[Motif], matches: list[list[Match]], targets: dict,

@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 from tfbind_dist.data.encoding import one_hot
 from tfbind_dist.errors import DataError
 from tfbind_dist.interpret import center_bases, hypothetical_contributions
-from tfbind_dist.rundir import RunDir
-from tfbind_dist.scoring.scorer import codes_of, column_keys
-from tfbind_dist.scoring.service import check_runs, scored_shards
+from tfbind_dist.rundir import RunDir, column_keys
+from tfbind_dist.scoring.scorer import codes_of
+from tfbind_dist.scoring.scores import scored_shards
+from tfbind_dist.scoring.service import runs_length
 from tfbind_dist.storage import is_remote, open_parquet
-from tfbind_dist.train.restore import Model
+from tfbind_dist.training.restore import Model
 
 SCORE_COLUMNS = {"ism": "ism", "grad-corrected": "grad_corrected", "deeplift-shap": "deeplift_shap"}
 
@@ -75,7 +76,7 @@ def score_column(settings: dict, scores_dir, run: str, method: str) -> tuple[str
         raise DataError(f"{scores_dir} was scored without the '{name}' output ({', '.join(settings['outputs'])}); "
                         f"score with --outputs {name} or choose --method among those it has")
     key = column_keys([c.data.tf for c in configs], runs)[index]
-    return f"{key}_{name}", check_runs([runs[index]])
+    return f"{key}_{name}", runs_length([runs[index]])
 
 
 def from_scores(scores_dir, run: str, method: str, *, keep: int, progress: bool = True) -> Contributions:

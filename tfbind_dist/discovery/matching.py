@@ -62,9 +62,4 @@ def own_matrix_ids(tf: str, targets: Sequence[jaspar.JasparMatrix]) -> set[str]:
             if tf in t.name.upper().split("::") or (planted and t.matrix_id.split(".")[0] == planted)}
 
 
-def reverse_complement(matrix: np.ndarray) -> np.ndarray:
-    """A (W, 4) A/C/G/T matrix of the other strand."""
-    return np.asarray(matrix)[::-1, ::-1]
-
-
-__all__ = ["Match", "benjamini_hochberg", "match_motifs", "own_matrix_ids", "reverse_complement"]
+__all__ = ["Match", "benjamini_hochberg", "match_motifs", "own_matrix_ids"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from tfbind_dist.data import jaspar
-from tfbind_dist.discovery.matching import Match, reverse_complement
+from tfbind_dist.data.encoding import reverse_complement_one_hot
+from tfbind_dist.discovery.matching import Match
 from tfbind_dist.discovery.modisco import Motif
 from tfbind_dist.interpret.plots import plot_motif_match
 from tfbind_dist.plotting import detached
@@ -53,7 +54,7 @@ def plot_motif(motif: Motif, matches: list[Match], targets: dict[str, jaspar.Jas
     if best is not None:
         probs = jaspar.probabilities(targets[best.matrix_id].counts)
         if best.strand == "-":
-            probs = reverse_complement(probs)
+            probs = reverse_complement_one_hot(probs)
         strand = " (reverse complement)" if best.strand == "-" else ""
         match_title = f"best JASPAR match {best.matrix_id} {best.name}{strand}: q = {best.q_value:.2g}"
     return plot_motif_match(motif.contributions, probs, axes=axes, offset=best.offset if best else 0,

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from tfbind_dist.data.batching import apply_in_batches
+from tfbind_dist.errors import ConfigError
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.deeplift import deeplift_shap
 from tfbind_dist.interpret.ism import ism, ism_fast, ism_reference
@@ -31,7 +32,7 @@ def normalize_methods(methods: Iterable[str]) -> list[str]:
     canonical = [m.strip().replace("_", "-") for m in methods if m.strip()]
     unknown = [m for m in canonical if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} "
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} "
                          f"(underscores work too: {', '.join(ARRAY_NAMES.values())})")
     return list(dict.fromkeys(canonical))
 
@@ -79,7 +80,7 @@ def hypothetical_contributions(module, variables: dict[str, Any], codes: np.ndar
     multipliers . (e_b - reference) averaged over the references.
     """
     if method not in DISCOVERY_METHODS:
-        raise ValueError(f"--method {method}: choose one of {', '.join(DISCOVERY_METHODS)}")
+        raise ConfigError(f"--method {method}: choose one of {', '.join(DISCOVERY_METHODS)}")
     codes = np.asarray(codes, dtype=np.uint8)
 
     def kernel(chunk: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tfbind_dist.data.encoding import N_CODE, one_hot
+from tfbind_dist.errors import ConfigError
 from tfbind_dist.interpret.outputs import chunked_map, forward_fn, transform
 from tfbind_dist.models.blocks import max_pool
 from tfbind_dist.models.splits import ConvStage, ConvStemSplit, MotifPoolSplit
@@ -318,7 +319,7 @@ def _motif_pool_kernel(split: MotifPoolSplit, table, codes, num_alts, output):
 def _ism_fast(module, variables, codes, *, n_policy, output, num_alts):
     split = model_split(module, variables)
     if split is None:
-        raise TypeError(f"fast ISM does not know {type(module).__name__}: it declares no ism_split")
+        raise ConfigError(f"fast ISM does not know {type(module).__name__}: it declares no ism_split")
     table = jnp.asarray(one_hot(np.arange(5, dtype=np.uint8), n_policy))
     kernel = _stem_kernel if isinstance(split, ConvStemSplit) else _motif_pool_kernel
     return kernel(split, table, codes, num_alts, output)

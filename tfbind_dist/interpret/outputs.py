@@ -7,13 +7,15 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 
+from tfbind_dist.errors import ConfigError
+
 OUTPUTS = ("prob", "logit")
 
 
 def transform(logits: jax.Array, output: str) -> jax.Array:
     """Map logits to the requested output: 'prob' (sigmoid) or 'logit'."""
     if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        raise ConfigError(f"output must be one of {OUTPUTS}, got {output!r}")
     return jax.nn.sigmoid(logits) if output == "prob" else logits
 
 

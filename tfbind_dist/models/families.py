@@ -9,6 +9,8 @@ from functools import partial
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tfbind_dist.data.encoding import reverse_complement_one_hot
+from tfbind_dist.errors import ConfigError
 from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, gelu, max_pool
 from tfbind_dist.models.splits import ConvStemSplit, MotifPoolSplit, batch_norm, chain, conv_stage, dense
 
@@ -125,11 +127,6 @@ class ConvTransformerModel(nn.Module):
 ACTIVATIONS = {"relu": nn.relu, "gelu": gelu, "exp": jnp.exp}
 
 
-def reverse_complement(x):
-    """Reverse complement of one-hot (..., L, 4) in A, C, G, T order: flip length and channels."""
-    return x[..., ::-1, ::-1]
-
-
 class _MotifPoolTrunk(nn.Module):
     conv_filters: int
     kernel_size: int
@@ -177,12 +174,12 @@ class MotifPoolModel(nn.Module):
     @nn.compact
     def __call__(self, x, is_training: bool = True):
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         trunk = _MotifPoolTrunk(self.conv_filters, self.kernel_size, self.conv2_filters, self.conv2_kernel_size,
                                 self.first_pool, self.activation, self.dense_units, self.dropout_rate)
         logits = trunk(x, is_training)
         if self.strand_average:
-            logits = (logits + trunk(reverse_complement(x), is_training)) / 2
+            logits = (logits + trunk(reverse_complement_one_hot(x), is_training)) / 2
         return logits
 
     @nn.nowrap

@@ -5,6 +5,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from tfbind_dist.errors import ConfigError
 from tfbind_dist.models import families
 from tfbind_dist.registry import MODEL_PRESETS
 
@@ -16,12 +17,12 @@ PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 def build_model(name: str, **overrides: Any) -> nn.Module:
     """Instantiate preset `name`, with field overrides (e.g. dropout_rate=0.0)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(PRESETS)}")
     cls, preset = PRESETS[name]
     fields = set(cls.__dataclass_fields__) - {"parent", "name"}
     unknown = set(overrides) - fields
     if unknown:
-        raise ValueError(f"model {name!r} has no field(s) {sorted(unknown)}; fields: {sorted(fields)}")
+        raise ConfigError(f"model {name!r} has no field(s) {sorted(unknown)}; fields: {sorted(fields)}")
     return cls(**{**preset, **overrides})
 
 

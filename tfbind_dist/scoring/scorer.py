@@ -13,14 +13,16 @@ import numpy as np
 import pyarrow as pa
 
 from tfbind_dist.data.batching import pad_rows
-from tfbind_dist.data.encoding import N_CODE, SequenceError, encode_bytes
-from tfbind_dist.errors import DataError
+from tfbind_dist.data.encoding import N_CODE, encode_bytes
+from tfbind_dist.data.shard import column_codes
+from tfbind_dist.errors import ConfigError, DataError, SequenceError
 from tfbind_dist.interpret import gradients
 from tfbind_dist.interpret.deeplift import deeplift_shap
 from tfbind_dist.interpret.ism import ism
 from tfbind_dist.interpret.outputs import predict
-from tfbind_dist.train.metrics import sigmoid
-from tfbind_dist.train.restore import Model, load_model
+from tfbind_dist.rundir import column_keys
+from tfbind_dist.training.metrics import sigmoid
+from tfbind_dist.training.restore import Model, load_model
 
 WINDOW_OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary", "deeplift_shap")
 VARIANT_OUTPUTS = ("variant_effect", "ism_center", "grad_center")  # need variant shards (`tfbind variants`)
@@ -41,11 +43,6 @@ class ScoringModel(NamedTuple):
     model: Model
 
 
-def column_keys(tfs: list[str], runs: list[str | Path]) -> list[str]:
-    """Column prefixes: the TF names, or the run directory names where two runs share a TF."""
-    return [tf if tfs.count(tf) == 1 else Path(str(run).rstrip("/")).name for tf, run in zip(tfs, runs)]
-
-
 def load_models(runs: list[str | Path]) -> list[ScoringModel]:
     """Best checkpoints of the runs, keyed by their column prefixes."""
     models = [load_model(run) for run in runs]
@@ -57,7 +54,7 @@ def normalize_outputs(outputs) -> tuple[str, ...]:
     canonical = [o.strip().replace("-", "_") for o in outputs if o.strip()]
     unknown = [o for o in canonical if o not in OUTPUTS]
     if unknown or not canonical:
-        raise ValueError(f"--outputs: unknown or missing output(s) {unknown}; choose from {', '.join(OUTPUTS)}")
+        raise ConfigError(f"--outputs: unknown or missing output(s) {unknown}; choose from {', '.join(OUTPUTS)}")
     return tuple(dict.fromkeys(canonical))
 
 
@@ -66,19 +63,7 @@ def codes_of(table: pa.Table, length: int) -> tuple[np.ndarray, list[tuple[int, 
     errors: list[tuple[int, str]] = []
     n = table.num_rows
     if "codes" in table.column_names:
-        column = table.column("codes").combine_chunks()
-        width = column.type.byte_width if pa.types.is_fixed_size_binary(column.type) else None
-        if width is None:
-            raw = column.to_pylist()
-            lengths = np.array([len(r) for r in raw])
-            buf = np.zeros((n, length), np.uint8)
-            for i, r in enumerate(raw):
-                if len(r) == length:
-                    buf[i] = np.frombuffer(r, np.uint8)
-        else:
-            lengths = np.full(n, width)
-            buf = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * width:(column.offset + n) * width]
-            buf = buf.reshape(n, width) if width == length else np.zeros((n, length), np.uint8)
+        buf, lengths = column_codes(table.column("codes"), length)
         bad_code = (buf > N_CODE).any(axis=1)
         for i in np.flatnonzero(lengths != length):
             errors.append((int(i), f"length {lengths[i]}, the model expects {length}"))

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfbind_dist.errors import DataError
 from tfbind_dist.data.shard import SHARD_MANIFEST
 from tfbind_dist.data.variants import shard_variants
-from tfbind_dist.scoring.service import ScoreSummary, check_runs, expand_runs, score_shards
+from tfbind_dist.errors import ConfigError, DataError
+from tfbind_dist.rundir import expand_runs
+from tfbind_dist.scoring.service import ScoreSummary, runs_length, score_shards
 from tfbind_dist.storage import as_path
 
 SHARDS = "_shards"
@@ -40,9 +41,9 @@ def score_variants(vcf, fasta, runs: list[str], out_dir, *, attribution: str = "
                    progress: bool = True) -> tuple[int, ScoreSummary]:
     """Score every ALT allele of `vcf` with every run; (variants sent to errors, the scoring summary)."""
     if attribution not in ATTRIBUTIONS:
-        raise ValueError(f"--attribution must be one of {', '.join(ATTRIBUTIONS)}")
+        raise ConfigError(f"--attribution must be one of {', '.join(ATTRIBUTIONS)}")
     runs = expand_runs(runs)
-    window = check_runs(runs)  # before anything is written
+    window = runs_length(runs)  # before anything is written
     vcf, out_dir = Path(vcf).absolute(), as_path(out_dir)
     shard_dir = out_dir / SHARDS
     errors = 0

@@ -14,7 +14,7 @@ from tfbind_dist.experiment import job_id, write_leaderboard
 from tfbind_dist.plotting import detached
 from tfbind_dist.rundir import RunDir
 from tfbind_dist.storage import AnyPath, as_path, save_figure, write_text_atomic
-from tfbind_dist.tune.spec import SearchSpec
+from tfbind_dist.tuning.spec import SearchSpec
 
 RUNS = "runs"
 METRIC = "valid_auroc"  # mean over a trial's TFs at one evaluation step

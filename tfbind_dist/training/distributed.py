@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import jax
 
+from tfbind_dist.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistributedSpec:
@@ -43,7 +45,7 @@ def initialize(spec: DistributedSpec) -> None:
         jax.distributed.initialize()
         return
     if spec.num_processes is None or spec.process_id is None:
-        raise ValueError("--coordinator needs --num-processes and --process-id")
+        raise ConfigError("--coordinator needs --num-processes and --process-id")
     if not 0 <= spec.process_id < spec.num_processes:
-        raise ValueError(f"--process-id {spec.process_id} is not in [0, {spec.num_processes})")
+        raise ConfigError(f"--process-id {spec.process_id} is not in [0, {spec.num_processes})")
     jax.distributed.initialize(spec.coordinator, num_processes=spec.num_processes, process_id=spec.process_id)

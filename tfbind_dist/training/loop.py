@@ -26,15 +26,15 @@ from tfbind_dist.models import build_model
 from tfbind_dist.plotting import detached
 from tfbind_dist.rundir import MetricsLog, RunDir
 from tfbind_dist.storage import save_figure
-from tfbind_dist.train.checkpoint import RunCheckpoints
-from tfbind_dist.train.evaluate import evaluate_split
-from tfbind_dist.train.mesh import check_batch_divisible, make_mesh, shard_batch
-from tfbind_dist.train.pacing import DispatchWindow, StallWatchdog
-from tfbind_dist.train.plots import plot_learning_curve
-from tfbind_dist.train.state import create_state, make_optimizer
-from tfbind_dist.train.steps import make_logits_fn, make_train_step
+from tfbind_dist.training.checkpoint import RunCheckpoints
+from tfbind_dist.training.evaluate import evaluate_split
+from tfbind_dist.training.mesh import check_batch_divisible, make_mesh, shard_batch
+from tfbind_dist.training.pacing import DispatchWindow, StallWatchdog
+from tfbind_dist.training.plots import plot_learning_curve
+from tfbind_dist.training.state import create_state, make_optimizer
+from tfbind_dist.training.steps import make_logits_fn, make_train_step
 
-DISPATCH_DEPTH = 4  # train steps the host may run ahead of the devices (see train/pacing.py)
+DISPATCH_DEPTH = 4  # train steps the host may run ahead of the devices (see training/pacing.py)
 
 
 def is_primary() -> bool:
@@ -228,7 +228,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
         "length": length,
     }
     if tcfg.with_baseline:
-        from tfbind_dist.train.kmer_baseline import fit_kmer_baseline
+        from tfbind_dist.training.kmer_baseline import fit_kmer_baseline
 
         baseline = fit_kmer_baseline(splits, seed=tcfg.seed)
         summary.update(baseline_valid_auroc=baseline.valid_auroc, baseline_test_auroc=baseline.test_auroc,

@@ -31,8 +31,8 @@ from tfbind_dist.experiment import write_leaderboard
 from tfbind_dist.launch import start_processes
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.storage import AnyPath, as_path, is_remote, storage_env, write_text_atomic
-from tfbind_dist.tune.report import METRIC, evaluations, trial_runs, write_search_report
-from tfbind_dist.tune.spec import SearchSpec
+from tfbind_dist.tuning.report import METRIC, evaluations, trial_runs, write_search_report
+from tfbind_dist.tuning.spec import SearchSpec
 
 SPEC_FILE = "search.json"
 EXPERIMENT = "tune"

@@ -21,8 +21,8 @@ from tfbind_dist.rundir import RunDir
 from tfbind_dist.storage import as_path, storage_env, write_text_atomic
 from tfbind_dist.experiment import Resources
 from tfbind_dist.launch import start_processes
-from tfbind_dist.sweep.report import write_report
-from tfbind_dist.sweep.spec import Job, SweepSpec
+from tfbind_dist.sweeps.report import write_report
+from tfbind_dist.sweeps.spec import Job, SweepSpec
 
 STATES = ("pending", "running", "finished", "failed")
 

@@ -6,11 +6,11 @@ import numpy as np
 
 from tfbind_dist.data.io import SplitData
 from tfbind_dist.data.pipeline import eval_batches
-from tfbind_dist.train.mesh import MeshPlan
-from tfbind_dist.train.metrics import binary_metrics
-from tfbind_dist.train.pacing import DispatchWindow
+from tfbind_dist.training.mesh import MeshPlan
+from tfbind_dist.training.metrics import binary_metrics
+from tfbind_dist.training.pacing import DispatchWindow
 
-EVAL_DISPATCH_DEPTH = 8  # evaluation batches queued ahead of the devices (see train/pacing.py)
+EVAL_DISPATCH_DEPTH = 8  # evaluation batches queued ahead of the devices (see training/pacing.py)
 
 
 def replicated_batch_to_mesh(plan: MeshPlan, codes: np.ndarray):
@@ -49,3 +49,13 @@ def evaluate_split(logits_fn, params, batch_stats, split: SplitData, plan: MeshP
                    batch_size: int) -> dict[str, float]:
     logits = predict_logits(logits_fn, params, batch_stats, split, plan, batch_size)
     return binary_metrics(split.labels, logits)
+
+
+def evaluate_model(model, split: SplitData) -> dict[str, float]:
+    """Metrics of a restored `Model` on a split, on this process's first device."""
+    from tfbind_dist.training.mesh import make_mesh
+    from tfbind_dist.training.steps import make_logits_fn
+
+    plan = make_mesh(jax.local_devices()[:1])
+    logits_fn = make_logits_fn(model.module, model.n_policy, plan)
+    return evaluate_split(logits_fn, model.params, model.batch_stats, split, plan, model.config.data.eval_batch_size)

@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from tfbind_dist.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -43,7 +45,7 @@ def make_mesh(devices=None) -> MeshPlan:
 
 def check_batch_divisible(batch_size: int, plan: MeshPlan, what: str = "train.batch_size") -> None:
     if batch_size % plan.num_devices:
-        raise ValueError(
+        raise ConfigError(
             f"{what}={batch_size} is not divisible by the {plan.num_devices} devices of the mesh; "
             f"use a multiple of {plan.num_devices}"
         )

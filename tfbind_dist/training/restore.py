@@ -12,8 +12,8 @@ from typing import Any
 from tfbind_dist.config import RunConfig
 from tfbind_dist.models import build_model
 from tfbind_dist.rundir import RunDir, RunDirError
-from tfbind_dist.train.checkpoint import RunCheckpoints
-from tfbind_dist.train.state import create_state, make_optimizer
+from tfbind_dist.training.checkpoint import RunCheckpoints
+from tfbind_dist.training.state import create_state, make_optimizer, model_variables
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Model:
 
     @property
     def variables(self) -> dict[str, Any]:
-        return {"params": self.params, "batch_stats": self.batch_stats} if self.batch_stats else {"params": self.params}
+        return model_variables(self.params, self.batch_stats)
 
     @property
     def n_policy(self) -> str:

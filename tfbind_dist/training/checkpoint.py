@@ -14,6 +14,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from tfbind_dist.errors import RunDirError
+from tfbind_dist.rundir import BEST, LATEST
 from tfbind_dist.storage import as_path, is_remote
 
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -40,8 +42,8 @@ class RunCheckpoints:
         if is_remote(directory):  # one object per array, each written once: no shared OCDBT manifest to rewrite
             handlers = {"state": ocp.StandardCheckpointHandler(use_ocdbt=False), "progress": ocp.JsonCheckpointHandler(),
                         "data_iter": grain.checkpoint.CheckpointHandler()}
-        self.latest = ocp.CheckpointManager(directory / "latest", options=options, item_handlers=handlers)
-        self.best = ocp.CheckpointManager(directory / "best", options=options,
+        self.latest = ocp.CheckpointManager(directory / LATEST, options=options, item_handlers=handlers)
+        self.best = ocp.CheckpointManager(directory / BEST, options=options,
                                           item_handlers=handlers and {k: v for k, v in handlers.items() if k != "data_iter"})
 
     def save_latest(self, step: int, state, data_iterator, progress: dict[str, Any]) -> None:
@@ -72,7 +74,7 @@ class RunCheckpoints:
     def restore_best(self, target_state) -> tuple[int, Any]:
         step = self.best.latest_step()
         if step is None:
-            raise FileNotFoundError(f"no best checkpoint under {self.best.directory}")
+            raise RunDirError(f"no best checkpoint under {self.best.directory}")
         restored = self.best.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_like(target_state))))
         return step, restored["state"]
 

@@ -1,7 +1,7 @@
 """Jitted train and predict steps on uint8 base codes (one-hot is made on device)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -9,18 +9,9 @@ import jax.numpy as jnp
 import optax
 
 from tfbind_dist.config import TrainConfig
-from tfbind_dist.data.encoding import N_CODE, one_hot
-from tfbind_dist.train.mesh import MeshPlan
-from tfbind_dist.train.state import TrainState
-
-
-def _variables(params, batch_stats) -> dict[str, Any]:
-    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
-
-
-def reverse_complement_codes(codes: jax.Array) -> jax.Array:
-    """Reverse complement of (B, L) uint8 codes; N stays N."""
-    return jnp.where(codes < N_CODE, 3 - codes, codes)[:, ::-1]
+from tfbind_dist.data.encoding import N_CODE, one_hot, reverse_complement
+from tfbind_dist.training.mesh import MeshPlan
+from tfbind_dist.training.state import TrainState, model_variables
 
 
 def augment(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.Array:
@@ -33,7 +24,7 @@ def augment(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.A
     batch, length = codes.shape
     if rc:
         flip = jax.random.bernoulli(rc_key, 0.5, (batch, 1))
-        codes = jnp.where(flip, reverse_complement_codes(codes), codes)
+        codes = jnp.where(flip, reverse_complement(codes), codes)
     if jitter:
         shifts = jax.random.randint(shift_key, (batch, 1), -jitter, jitter + 1)
         source = jnp.arange(length)[None, :] - shifts
@@ -62,12 +53,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: Me
         def loss_fn(params):
             if state.batch_stats:
                 logits, updates = model.apply(
-                    _variables(params, state.batch_stats), x, is_training=True,
+                    model_variables(params, state.batch_stats), x, is_training=True,
                     rngs={"dropout": dropout_key}, mutable=["batch_stats"],
                 )
                 stats = updates["batch_stats"]
             else:
-                logits = model.apply(_variables(params, None), x, is_training=True, rngs={"dropout": dropout_key})
+                logits = model.apply(model_variables(params, None), x, is_training=True, rngs={"dropout": dropout_key})
                 stats = state.batch_stats
             return optax.sigmoid_binary_cross_entropy(logits, y).mean(), stats
 
@@ -88,7 +79,7 @@ def make_logits_fn(model: nn.Module, n_policy: str, plan: MeshPlan | None = None
     """Return logits(params, batch_stats, codes) -> (B,) inference-mode logits, jitted."""
 
     def logits_fn(params, batch_stats, codes):
-        out = model.apply(_variables(params, batch_stats), one_hot(codes, n_policy), is_training=False)
+        out = model.apply(model_variables(params, batch_stats), one_hot(codes, n_policy), is_training=False)
         return out[:, 0]
 
     if plan is None:

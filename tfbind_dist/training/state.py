@@ -22,6 +22,11 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array  # base key; per-step dropout keys are fold_in(rng, step)
 
 
+def model_variables(params, batch_stats) -> dict[str, Any]:
+    """The variables `module.apply` takes: params, and BatchNorm statistics where the model has them."""
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
 def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     """Cosine decay from the learning rate over all steps, with an optional linear warm-up."""
     if cfg.warmup_steps:
