@@ -46,6 +46,19 @@ def ctcf_run(synth_dir, tmp_path_factory):
     return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=150, eval_every=50)
 
 
+@pytest.fixture(scope="session")
+def ctcf_motif_run(synth_dir, tmp_path_factory):
+    """CTCF with the default recipe, long enough to learn the motif (motif discovery, predicted sites)."""
+    from tfbind_dist import config as C
+    from tfbind_dist.training.loop import train_and_evaluate
+
+    run = tmp_path_factory.mktemp("motifs") / "ctcf"
+    cfg = C.with_overrides(C.load_recipe("default"), {"data.tf": "CTCF", "data.path": str(synth_dir),
+                                                      "train.steps": 600, "train.eval_every": 300})
+    train_and_evaluate(cfg, run, progress=False)
+    return run
+
+
 @pytest.fixture(scope="module")
 def small_run(synth_dir, tmp_path_factory):
     """A small, quickly scored CTCF run (fewer_conv_channels, 40 steps) for the scoring tests."""

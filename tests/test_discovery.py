@@ -98,19 +98,6 @@ def test_strongest_keeps_the_largest_total_contributions_in_order():
     np.testing.assert_array_equal(kept.codes, found.codes[[5, 17, 33]])
 
 
-@pytest.fixture(scope="module")
-def ctcf_motif_run(synth_dir, tmp_path_factory):
-    """CTCF with the default recipe, long enough to learn the motif."""
-    from tfbind_dist import config as C
-    from tfbind_dist.training.loop import train_and_evaluate
-
-    run = tmp_path_factory.mktemp("motifs") / "ctcf"
-    cfg = C.with_overrides(C.load_recipe("default"), {"data.tf": "CTCF", "data.path": str(synth_dir),
-                                                      "train.steps": 600, "train.eval_every": 300})
-    train_and_evaluate(cfg, run, progress=False)
-    return run
-
-
 @pytest.mark.slow
 def test_motifs_cli_finds_the_planted_ctcf_motif(ctcf_motif_run, tmp_path):
     out = tmp_path / "motifs"

@@ -33,7 +33,7 @@ __all__ = [
     "Predictions", "predict", "predictions_table", "evaluate", "sanity", "ism", "gradients", "deeplift_shap",
     "Explanation", "explain", "VariantEffects", "variant_effects", "score_variants", "discover_motifs", "recipe",
     "train", "DistributedSpec", "baseline", "sweep", "tune", "report",  # noqa: F822 (DistributedSpec: lazy)
-    "synthesize", "import_data", "shard", "score",
+    "synthesize", "import_data", "shard", "score", "tracks", "plot_locus",
     "plot_ism", "plot_attribution_logo", "plot_gradient_grid", "plot_gradient_zoom",  # noqa: F822 (lazy)
     "plot_learning_curve",
     "TfbindError", "ConfigError", "DataError", "SequenceError", "TFS",
@@ -350,7 +350,8 @@ def variant_effects(models, variants, fasta, *, attribution: str = "none", chrom
     import pyarrow as pa
 
     from tfbind_dist.data.shard import codes_column
-    from tfbind_dist.data.variants import VariantWindows, errors_table, open_fasta, variant_table, \
+    from tfbind_dist.data.genome import Genome
+    from tfbind_dist.data.variants import VariantWindows, errors_table, variant_table, \
         variants_from_table
     from tfbind_dist.scoring.scorer import ScoringModel, score_table
     from tfbind_dist.scoring.variants import ATTRIBUTIONS
@@ -361,7 +362,7 @@ def variant_effects(models, variants, fasta, *, attribution: str = "none", chrom
     lengths = {m.length for m in models}
     if len(lengths) > 1:
         raise DataError(f"the models were trained on different sequence lengths {sorted(lengths)}; score them apart")
-    windows = VariantWindows(open_fasta(fasta), lengths.pop(), chrom_map=chrom_map, on_mismatch=on_mismatch)
+    windows = VariantWindows(Genome.open(fasta), lengths.pop(), chrom_map=chrom_map, on_mismatch=on_mismatch)
     rows, errors = [], []
     for variant in variants_from_table(variants):
         made, failed = windows.of(variant)
@@ -434,8 +435,11 @@ def discover_motifs(model, sequences=None, *, method: str = "deeplift-shap", spl
 
 def recipe(name_or_path: str | Path | None = None, overrides: dict[str, Any] | None = None, **fields):
     """A run config: a named recipe ("default", "chapter") or a recipe/config YAML (none: the default
-    recipe), with overrides by dotted key (`{"train.steps": 300}`) or bare field name (`steps=300, tf="CTCF"`)."""
+    recipe), with overrides by dotted key (`{"train.steps": 300}`) or bare field name (`steps=300, tf="CTCF"`;
+    `model="conv_v2"` names the preset)."""
     config = config_lib.load_recipe(name_or_path)
+    if "model" in fields:  # the preset's name: model="conv_v2"
+        fields["model.name"] = fields.pop("model")
     changes = {**(overrides or {}), **fields}
     return config_lib.with_overrides(config, changes) if changes else config
 
@@ -566,7 +570,40 @@ def score(runs, input_dir, out, outputs, **options):
                         tuple(outputs), **options)
 
 
+def tracks(scores_dir, out, *, combine: str = "center", threshold: float = 0.5, models: list[str] | None = None,
+           plot: str | None = None, progress: bool = True):
+    """Genome-browser tracks of a finished scoring run into `out`: per model bigWigs of the predictions (and of
+    the attributions scored) and a BED of predicted sites (`scoring.tracks`); with `plot` ("chr1:1,000-2,000"),
+    also the locus figure `out/locus_<chrom>_<start>_<end>.png`. Returns a `TracksSummary`."""
+    from tfbind_dist.scoring.tracks import parse_locus, write_tracks
+
+    if plot is not None:
+        parse_locus(plot)  # a malformed locus is reported before the tracks are written
+    summary = write_tracks(scores_dir, out, combine=combine, threshold=threshold, models=models, progress=progress)
+    if plot is not None:
+        from tfbind_dist.plotting import detached
+        from tfbind_dist.scoring.tracks import plot_locus as draw, read_locus
+        from tfbind_dist.storage import as_path, save_figure
+
+        locus = read_locus(scores_dir, plot, models=models, combine=combine)
+        figure, axes = detached((12.0, 4.8 * len(locus.probability)), 2 * len(locus.probability), 1)
+        draw(locus, axes=axes[:, 0])
+        name = f"locus_{locus.chrom}_{locus.start + 1}_{locus.end}.png"
+        save_figure(figure, as_path(out) / name, dpi=100)
+        summary.files.append(name)
+    return summary
+
+
 # ------------------------------------------------------------------------------------------ plots
+
+
+def plot_locus(scores_dir, locus: str, *, models: list[str] | None = None, combine: str = "center", axes=None):
+    """Each model's probability over a locus ("chr1:1,000-2,000", 1-based as IGV shows it) above the attribution
+    logo of its best window there, read from a scores folder; returns the axes (two per model)."""
+    from tfbind_dist.scoring.tracks import plot_locus as draw, read_locus
+
+    return draw(read_locus(scores_dir, locus, models=models, combine=combine), axes=axes)
+
 
 
 def plot_learning_curve(run, *, axes=None):

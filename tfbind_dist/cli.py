@@ -155,10 +155,20 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_data_shard(args) -> int:
-    summary = api.shard(args.src, args.out, window=args.window, stride=args.stride,
-                        rows_per_shard=args.rows_per_shard, n_policy=args.n_policy, progress=not args.quiet)
+    summary = api.shard(args.src, args.out, window=args.window, stride=args.stride, rows_per_shard=args.rows_per_shard,
+                        n_policy=args.n_policy, fasta=args.fasta, center=args.center, off_end=args.off_end,
+                        chrom_map=args.chrom_map, progress=not args.quiet)
     print(f"wrote {summary.rows:,} rows in {summary.shards} shards to {summary.out_dir}"
-          + (f"; skipped {summary.skipped_n:,} windows containing N" if summary.skipped_n else ""))
+          + (f"; skipped {summary.skipped_n:,} windows containing N" if summary.skipped_n else "")
+          + (f"; dropped {summary.dropped:,} regions (listed in {summary.out_dir}/_dropped.parquet)"
+             if summary.dropped else ""))
+    return 0
+
+
+def cmd_tracks(args) -> int:
+    summary = api.tracks(args.scores, args.out, combine=args.combine, threshold=args.threshold, models=args.models,
+                         plot=args.plot, progress=not args.quiet)
+    print(summary.describe())
     return 0
 
 
@@ -193,7 +203,9 @@ def _add_spec_flags(p: argparse.ArgumentParser, spec_help: str, out_help: str, u
 
 def _add_actor_flags(p: argparse.ArgumentParser) -> None:
     """--address, --actors, --cpus/--gpus-per-actor, --batch-size of the commands on the scoring service."""
-    p.add_argument("--address", default="local", help="'local', 'auto' or HOST:PORT")
+    p.add_argument("--address", default="local",
+                   help="'local' (a private Ray instance), 'auto' or HOST:PORT (a cluster), or 'inline' (this process, "
+                        "no Ray: small jobs)")
     p.add_argument("--actors", type=int, default=1, help="scoring actors (each loads every model once)")
     p.add_argument("--cpus-per-actor", type=float, default=0.5)
     p.add_argument("--gpus-per-actor", type=float, default=0.0)
@@ -437,13 +449,24 @@ def _parser_data(sub) -> None:
                         description="Tile FASTA records into windows (chrom, start, end) or re-shard CSV/TSV/Parquet "
                                     "sequences, streaming with flat memory, into OUT/part-NNNNN.parquet with a stable "
                                     "int64 `id` and uint8 base codes as fixed-size binary; OUT/_SHARDS.json last.")
-    p.add_argument("src", help="FASTA (.fa/.fasta/.fna[.gz]), CSV/TSV with a 'sequence' column, or Parquet file/dir")
+    p.add_argument("src", help="FASTA (.fa/.fasta/.fna[.gz]), CSV/TSV with a 'sequence' column, Parquet file/dir, or "
+                               "regions: BED/narrowPeak (.bed/.narrowPeak/.broadPeak[.gz], with --fasta)")
     p.add_argument("--out", required=True, help="shard directory: a local path or a gs:// or s3:// URL")
     p.add_argument("--window", type=int, default=200, help="window / sequence length (bp)")
     p.add_argument("--stride", type=int, help="FASTA tiling step (default: the window)")
     p.add_argument("--rows-per-shard", type=int, default=100_000)
     p.add_argument("--n-policy", choices=["skip", "keep"], default="skip",
                    help="FASTA windows containing N (or IUPAC ambiguity codes): skip and count them, or keep as N")
+    regions = p.add_argument_group("regions (a BED or narrowPeak SRC): one window per region, written in genome order")
+    regions.add_argument("--fasta", help="the genome the regions lie on (plain, bgzip or gzip FASTA; indexed by pysam)")
+    regions.add_argument("--center", choices=["summit", "midpoint"], default="summit",
+                         help="centre each window on the narrowPeak summit (column 10; BED: the midpoint) or on the "
+                              "region's midpoint")
+    regions.add_argument("--off-end", choices=["pad", "drop"], default="pad",
+                         help="a window past a contig end: pad with N and flag it (off_end), or drop it (counted and "
+                              "listed in OUT/_dropped.parquet)")
+    regions.add_argument("--chrom-map", choices=["none", "auto"], default="none",
+                         help="auto: match 'chr1' and '1' by adding or dropping the 'chr' prefix")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_data_shard)
 
@@ -455,8 +478,30 @@ def _parser_data(sub) -> None:
     p.set_defaults(func=cmd_data_synth)
 
 
+def _parser_tracks(sub) -> None:
+    p = sub.add_parser("tracks", help="bigWig tracks and a BED of predicted sites from a finished scoring run",
+                       description="For every model of SCORES_DIR (a `tfbind score` output over shards tiled from a "
+                                   "FASTA or made from regions): OUT/<model>.prob.bw and .logit.bw, per-base "
+                                   "attribution bigWigs for the attributions scored (ism, grad_corrected, grad, "
+                                   "deeplift_shap), and OUT/<model>.sites.bed (windows at or above --threshold, merged "
+                                   "where they touch). Chromosome sizes come from the shard manifest: no FASTA needed.")
+    p.add_argument("scores", metavar="SCORES_DIR", help="a finished `tfbind score` output folder or URL")
+    p.add_argument("--out", required=True, help="output folder or URL")
+    p.add_argument("--combine", choices=["center", "mean"], default="center",
+                   help="overlapping windows: each base from the window whose centre is nearest (center: a tiling's "
+                        "central stride bases, as ChromBPNet/CREsted) or the mean of the windows covering it")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="predicted sites: windows with probability at or above this (default 0.5)")
+    p.add_argument("--models", nargs="+", metavar="KEY", help="only these models (column prefixes, e.g. CTCF)")
+    p.add_argument("--plot", metavar="CHROM:START-END",
+                   help="also OUT/locus_*.png: each model's probability over the locus (1-based, as IGV shows it) "
+                        "above the attribution logo of its best window")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_tracks)
+
+
 PARSERS = (_parser_train, _parser_model_commands, _parser_explain, _parser_motifs, _parser_sweep, _parser_score,
-           _parser_data)
+           _parser_tracks, _parser_data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,13 +39,14 @@ _CHUNK_BYTES = 1 << 20  # FASTA sequence bytes encoded and tiled at a time
 
 @dataclass(frozen=True)
 class ShardSummary:
-    """What `shard_input` wrote: shard and row counts, N windows skipped, window size, directory."""
+    """What `shard_input` wrote: shard and row counts, N windows skipped, window size, directory, regions dropped."""
 
     shards: int
     rows: int
     skipped_n: int
     window: int
     out_dir: AnyPath
+    dropped: int = 0
 
 
 def codes_column(codes: np.ndarray) -> pa.FixedSizeBinaryArray:
@@ -193,13 +194,13 @@ class _RecordTiler:
 
 
 def _shard_fasta(path: Path, writer: ShardWriter, *, window: int, stride: int, skip_n: bool,
-                 progress: bool) -> int:
-    """Stream a FASTA (gzip accepted) into `writer`; return the number of N windows skipped.
+                 progress: bool) -> tuple[int, dict[str, int]]:
+    """Stream a FASTA (gzip accepted) into `writer`; the number of N windows skipped, and each record's length.
 
     Record names are the first word of each header and must be unique: they become the
     `chrom` of every window, so a repeated name would give two windows one key.
     """
-    skipped, record, seen = 0, None, set()
+    skipped, record, sizes = 0, None, {}
     with tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="shard", disable=not progress) as bar:
         for line in iter_lines(path, on_progress=lambda done: bar.update(done - bar.n)):
             if not line:
@@ -207,12 +208,12 @@ def _shard_fasta(path: Path, writer: ShardWriter, *, window: int, stride: int, s
             if line.startswith(b">"):
                 if record is not None:
                     skipped += record.finish()
+                    sizes[record.name] = record.data_end
                 tokens = line[1:].split()
-                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{len(seen)}"
-                if name in seen:
+                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{len(sizes)}"
+                if name in sizes:
                     raise DataError(f"{path}: record name {name!r} appears twice; windows are keyed by "
                                     f"(chrom, start, end), so record names must be unique")
-                seen.add(name)
                 record = _RecordTiler(name, path, window, stride, skip_n, writer)
             elif record is None:
                 raise DataError(f"{path}: sequence data before the first '>' header")
@@ -220,9 +221,10 @@ def _shard_fasta(path: Path, writer: ShardWriter, *, window: int, stride: int, s
                 record.feed(line)
         if record is not None:
             skipped += record.finish()
-    if not seen:
+            sizes[record.name] = record.data_end
+    if not sizes:
         raise DataError(f"{path}: no FASTA records (no '>' header)")
-    return skipped
+    return skipped, sizes
 
 
 def _batch_codes(batch: pa.RecordBatch, source: str, window: int, row_offset: int) -> np.ndarray:
@@ -282,15 +284,18 @@ def prepare_out_dir(out_dir: AnyPath) -> None:
 
 
 def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stride: int | None = None,
-                rows_per_shard: int = 100_000, n_policy: str = "skip", progress: bool = False) -> ShardSummary:
-    """Stream a FASTA, CSV/TSV or Parquet input into fixed-window Parquet shards.
+                rows_per_shard: int = 100_000, n_policy: str = "skip", fasta: str | Path | None = None,
+                center: str = "summit", off_end: str = "pad", chrom_map: str = "none",
+                progress: bool = False) -> ShardSummary:
+    """Stream a FASTA, CSV/TSV or Parquet input into fixed-window Parquet shards, or the regions of a
+    BED/narrowPeak file (with the genome `fasta`) into one window each (`data.regions`).
 
     Parameters
     ----------
     src : str or Path
-        FASTA (`.fa/.fasta/.fna`), CSV/TSV (`.csv/.tsv`, with a `sequence` column), each
-        optionally gzipped; or a Parquet file or directory with a `sequence` (text) or
-        `codes` (fixed-size binary) column.
+        FASTA (`.fa/.fasta/.fna`), CSV/TSV (`.csv/.tsv`, with a `sequence` column), BED or narrowPeak
+        (`.bed/.narrowPeak/.broadPeak`, with `fasta`), each optionally gzipped; or a Parquet file or
+        directory with a `sequence` (text) or `codes` (fixed-size binary) column.
     out_dir : str or Path
         Local folder or object-store URL (gs://, s3://). Receives `part-NNNNN.parquet` shards and then `_SHARDS.json`. A directory whose
         manifest lists shards is refused; orphaned parts of an unfinished run are removed.
@@ -329,6 +334,15 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if not src.exists():
         raise DataError(f"{src}: no such file or directory")
+    from tfbind_dist.data.regions import is_regions, shard_regions
+
+    if is_regions(src):
+        if fasta is None:
+            raise DataError(f"{src}: regions need the genome they lie on: pass --fasta GENOME.fa")
+        return shard_regions(src, fasta, out_dir, window=window, center=center, off_end=off_end,
+                             chrom_map=chrom_map, rows_per_shard=rows_per_shard, progress=progress)
+    if fasta is not None:
+        raise DataError(f"--fasta {fasta}: only regions (BED/narrowPeak) are read from a genome; {src} is not one")
     kind = input_kind(src)
     if kind == "text":
         raise DataError(f"{src}: plain text cannot be sharded; use FASTA, CSV/TSV or Parquet")
@@ -336,11 +350,11 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
         raise DataError(f"{out_dir}: output directory is the input directory")
     prepare_out_dir(out_dir)
     writer = ShardWriter(out_dir, window, rows_per_shard)
-    skipped = 0
+    skipped, sizes = 0, None
     try:
         if kind == "fasta":
-            skipped = _shard_fasta(src, writer, window=window, stride=stride, skip_n=n_policy == "skip",
-                                   progress=progress)
+            skipped, sizes = _shard_fasta(src, writer, window=window, stride=stride, skip_n=n_policy == "skip",
+                                          progress=progress)
         elif kind == "csv":
             _shard_tables(csv_batches(src), writer, window=window, total=None, progress=progress)
         else:
@@ -351,8 +365,9 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
         if not writer.rows:
             raise DataError(f"{src}: no {'windows of ' + str(window) + ' bp' if kind == 'fasta' else 'rows'} to shard"
                             + (f" ({skipped} windows contained N; --n-policy keep keeps them)" if skipped else ""))
+        fields = {"chrom_sizes": sizes, "kind": "tiles"} if kind == "fasta" else {}
         writer.finish(stride=stride if kind == "fasta" else None, skipped_n=skipped, source=str(src),
-                      n_policy=n_policy if kind == "fasta" else "keep")
+                      n_policy=n_policy if kind == "fasta" else "keep", **fields)
     except BaseException:
         writer.remove_written()
         raise

@@ -18,10 +18,7 @@ or breakend ALT, missing ALT).
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -30,14 +27,12 @@ import numpy as np
 import pyarrow as pa
 
 from tfbind_dist.data.encoding import encode_bytes
-from tfbind_dist.errors import DataError
-from tfbind_dist.data.readers import is_gzip
+from tfbind_dist.data.genome import CHROM_MAPS, Genome, chrom_mapping
 from tfbind_dist.data.shard import ShardWriter, codes_column, prepare_out_dir
-from tfbind_dist.data.sources import cache_root
-from tfbind_dist.storage import AnyPath, as_path, atomic_output, write_table_atomic
+from tfbind_dist.errors import DataError
+from tfbind_dist.storage import AnyPath, as_path, write_table_atomic
 
 MISMATCH_POLICIES = ("error", "fail")
-CHROM_MAPS = ("none", "auto")
 INPUT_ERRORS = "_input.parquet"  # under errors/: the leading "_" keeps it out of `read_table(OUT)`
 _BASES = re.compile(r"^[ACGTNacgtn]+$")
 ERROR_SCHEMA = (("chrom", pa.string()), ("pos", pa.int64()), ("id", pa.string()), ("ref", pa.string()),
@@ -57,67 +52,6 @@ class VariantShards:
     shards: int
     errors: int
     out_dir: AnyPath
-
-
-def open_fasta(path: str | Path):
-    """An indexed `pysam.FastaFile`; the index is built when missing.
-
-    A plain-gzip FASTA (not bgzip) cannot be indexed; it is decompressed once into the data cache
-    ($TFBIND_CACHE/fasta, keyed by the file's size and modification time) and indexed there.
-    """
-    import pysam
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"--fasta {path}: no such file")
-    if is_gzip(path) and not _is_bgzip(path):
-        path = _decompressed_copy(path)
-    try:
-        return pysam.FastaFile(str(path))
-    except (OSError, ValueError) as err:
-        raise DataError(f"--fasta {path}: cannot index ({err}); a FASTA, bgzip FASTA or gzip FASTA is needed") from None
-
-
-def _is_bgzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        header = handle.read(18)
-    return len(header) >= 16 and header[3] & 4 and header[12:14] == b"BC"  # BGZF extra field
-
-
-def _decompressed_copy(path: Path) -> Path:
-    stat = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_root() / "fasta" / f"{path.name.removesuffix('.gz')}.{key}.fa"
-    if not target.exists():
-        with atomic_output(target) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 22)
-    return target
-
-
-def chrom_mapping(vcf_chroms: list[str], fasta_chroms: list[str], policy: str) -> dict[str, str]:
-    """VCF contig -> FASTA contig. A `chr1` vs `1` naming mismatch is an error naming both styles unless
-    `policy` is 'auto' (add or drop the `chr` prefix); contigs absent either way map to themselves
-    (their variants are reported as errors)."""
-    fasta = set(fasta_chroms)
-    mapping, renamed = {}, {}
-    for chrom in vcf_chroms:
-        other = chrom[3:] if chrom.startswith("chr") else f"chr{chrom}"
-        if chrom not in fasta and other in fasta:
-            renamed[chrom] = other
-        mapping[chrom] = chrom
-    if renamed and policy != "auto":
-        example = next(iter(renamed.items()))
-        raise DataError(f"chromosome names differ between the VCF ({example[0]!r}) and the FASTA ({example[1]!r}) "
-                        f"for {len(renamed)} contig(s); pass --chrom-map auto to add/drop the 'chr' prefix")
-    mapping.update(renamed)
-    return mapping
-
-
-def _window(fasta, chrom: str, start: int, length: int, chrom_len: int) -> tuple[str, bool]:
-    """Genome bases [start, start + length) of `chrom`, padded with N past either end; whether it was padded."""
-    lo, hi = max(start, 0), min(start + length, chrom_len)
-    bases = fasta.fetch(chrom, lo, hi) if hi > lo else ""
-    return "N" * (lo - start) + bases.upper() + "N" * (start + length - max(hi, lo)), start < 0 or start + length > chrom_len
 
 
 class Variant(NamedTuple):
@@ -214,7 +148,7 @@ class VariantWindows:
             raise DataError(f"--chrom-map must be one of {', '.join(CHROM_MAPS)}")
         self.genome, self.window, self.chrom_map, self.on_mismatch = genome, window, chrom_map, on_mismatch
         self.source = source
-        self.lengths = dict(zip(genome.references, genome.lengths))
+        self.lengths = genome.sizes
         self.mapping: dict[str, str] = {}
         self.centre = variant_centre(window)
 
@@ -222,7 +156,7 @@ class VariantWindows:
         """(rows, errors) of one variant: a row (chrom, pos, id, ref, alt, off_end, ref window, alt window) per
         scorable ALT allele, an error (chrom, pos, id, ref, alt, reason) per other."""
         if variant.chrom not in self.mapping:
-            self.mapping.update(chrom_mapping([variant.chrom], list(self.lengths), self.chrom_map))
+            self.mapping.update(chrom_mapping([variant.chrom], list(self.lengths), self.chrom_map, "the VCF"))
         chrom, ref, lengths = self.mapping[variant.chrom], variant.ref, self.lengths
         base = (variant.chrom, variant.pos, variant.id, ref)
         alleles = _alleles(variant)
@@ -242,7 +176,7 @@ class VariantWindows:
         if reason:
             return [], [(*base, alt, reason) for alt, _ in alleles]
         window, centre = self.window, self.centre
-        ref_window, off_end = _window(self.genome, chrom, variant.pos - 1 - centre, window, lengths[chrom])
+        ref_window, off_end = self.genome.window(chrom, variant.pos - 1 - centre, window)
         rows, errors = [], []
         for alt, allele_reason in alleles:
             if allele_reason:
@@ -250,7 +184,7 @@ class VariantWindows:
                 continue
             after = variant.pos - 1 + len(ref)  # the right flank, shifted by the length change
             needed = max(0, window - centre - len(alt))
-            flank, _ = _window(self.genome, chrom, after, needed, lengths[chrom])
+            flank, _ = self.genome.window(chrom, after, needed)
             alt_window = (ref_window[:centre] + alt + flank)[:window]
             rows.append((*base, alt, off_end or after + needed > lengths[chrom], ref_window, alt_window))
         return rows, errors
@@ -292,7 +226,7 @@ def shard_variants(vcf: str | Path, fasta: str | Path, out_dir, *, window: int, 
     vcf = Path(vcf)
     if not vcf.exists():
         raise DataError(f"--vcf {vcf}: no such file")
-    windows = VariantWindows(open_fasta(fasta), window, chrom_map=chrom_map, on_mismatch=on_mismatch,
+    windows = VariantWindows(Genome.open(fasta), window, chrom_map=chrom_map, on_mismatch=on_mismatch,
                              source=str(vcf))
     out_dir = as_path(out_dir)
     prepare_out_dir(out_dir)  # orphaned parts of a killed run are removed; another run's shards refused

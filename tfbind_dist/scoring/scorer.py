@@ -28,7 +28,7 @@ WINDOW_OUTPUTS = ("prob", "logit", "grad", "grad_corrected", "ism", "ism_summary
 VARIANT_OUTPUTS = ("variant_effect", "ism_center", "grad_center")  # need variant shards (`tfbind variants`)
 OUTPUTS = WINDOW_OUTPUTS + VARIANT_OUTPUTS
 BASES = np.array(list("ACGT"))
-PASS_THROUGH = ("chrom", "start", "end", "name")
+PASS_THROUGH = ("chrom", "start", "end", "name", "region_start", "region_end", "strand", "off_end", "line")
 VARIANT_COLUMNS = ("alt_codes", "chrom", "pos", "vcf_id", "ref", "alt", "off_end")
 INPUT_COLUMNS = ("id", "codes", "sequence", *PASS_THROUGH, *VARIANT_COLUMNS)  # what a scorer reads from a shard
 

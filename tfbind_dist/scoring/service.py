@@ -52,6 +52,34 @@ def runs_length(runs: list[str]) -> int:
     return length
 
 
+INLINE = "inline"  # address: score in this process, without Ray (small jobs, notebooks)
+
+
+def _inline(pending: dict[str, int], options: dict):
+    """Completion records of the pending shards, scored one after another by one actor in this process."""
+    from tfbind_dist.scoring.actor import ShardScorer
+
+    actor = ShardScorer(**options)
+    for shard in pending:
+        yield actor.score_shard(shard)
+
+
+def _on_ray(pending: dict[str, int], options: dict, address: str, actors: int, cpus: float, gpus: float):
+    """Completion records of the pending shards, scored by an actor pool on Ray Data (one task per shard)."""
+    connect(address, env_vars=storage_env())
+    import ray
+
+    from tfbind_dist.scoring.actor import ShardScorer
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    # One row and one block per shard: each shard is one task, so its output lands as soon as it
+    # is scored, whatever its size (Ray Data would otherwise pack small shards into one block).
+    ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
+    ds = ds.map_batches(ShardScorer, batch_size=1, batch_format="pyarrow", num_cpus=cpus, num_gpus=gpus,
+                        compute=ray.data.ActorPoolStrategy(size=actors), fn_constructor_kwargs=options)
+    yield from ds.iter_rows()
+
+
 def score_shards(runs: list[str], input_dir, out_dir, outputs: tuple[str, ...], *, address: str = "local",
                  actors: int = 1, cpus_per_actor: float = 0.5, gpus_per_actor: float = 0.0, batch_size: int = 512,
                  ism_dtype: str = "float16", on_bad_rows: str = "fail", progress: bool = True) -> ScoreSummary:
@@ -76,25 +104,13 @@ def score_shards(runs: list[str], input_dir, out_dir, outputs: tuple[str, ...], 
     failed: list[str] = []
     written = rows = 0
     if pending:
-        connect(address, env_vars=storage_env())
-        import ray
-
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        # One row and one block per shard: each shard is one task, so its output lands as soon as it
-        # is scored, whatever its size (Ray Data would otherwise pack small shards into one block).
-        ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
-        from tfbind_dist.scoring.actor import ShardScorer
-
-        ds = ds.map_batches(ShardScorer, batch_size=1, batch_format="pyarrow", num_cpus=cpus_per_actor,
-                            num_gpus=gpus_per_actor, compute=ray.data.ActorPoolStrategy(size=actors),
-                            fn_constructor_kwargs={"runs": runs, "outputs": outputs, "out_dir": str(out_dir),
-                                                   "ism_dtype": ism_dtype, "batch_size": batch_size,
-                                                   "on_bad_rows": on_bad_rows})
         bar = tqdm(total=total, initial=total - sum(pending.values()), unit="row", disable=not progress,
                    desc="score", dynamic_ncols=True, smoothing=0.05)
         sizes = {scores.shard_name(s): n for s, n in pending.items()}
-        for record in ds.iter_rows():
+        options = {"runs": runs, "outputs": outputs, "out_dir": str(out_dir), "ism_dtype": ism_dtype,
+                   "batch_size": batch_size, "on_bad_rows": on_bad_rows}
+        for record in (_inline(pending, options) if address == INLINE else
+                       _on_ray(pending, options, address, actors, cpus_per_actor, gpus_per_actor)):
             bar.update(sizes[record["shard"]])
             if record["error"]:
                 failed.append(record["error"])
