@@ -153,6 +153,58 @@ def gcs_bucket(tmp_path_factory):
         yield bucket
 
 
+@pytest.fixture(scope="session")
+def s3_bucket(tmp_path_factory):
+    """A local S3 server (`tfbind_dist.testing.s3_server`: moto, IAM on) with bucket `runs`; its s3:// URL."""
+    from tfbind_dist.testing import s3_server
+
+    with s3_server("runs", tmp_path_factory.mktemp("s3") / "server.log") as bucket:
+        yield bucket
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MB tmpfs mounted for the test (real ENOSPC when full); yields (its path, fill(), free()): fill()
+    writes a file that takes all the space left, free() removes it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], check=True)
+    filler = disk / ".filler"
+
+    def fill():
+        with open(filler, "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * (1 << 16))
+                    handle.flush()
+            except OSError:
+                pass
+
+    try:
+        yield disk, fill, lambda: filler.unlink(missing_ok=True)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def kill_driver_after(args, done, markers, total, env_extra=None, timeout=1200):
+    """Start `tfbind ARGS`, SIGKILL it once `done()` lists `markers` finished units (of `total`); those then."""
+    import signal
+    import time
+
+    env = {**os.environ, "XLA_FLAGS": "", **(env_extra or {})}
+    driver = subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", *map(str, args)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout  # generous: the CI box may be loaded
+    while len(done()) < markers and time.time() < deadline:
+        assert driver.poll() is None, driver.communicate()
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = done()
+    assert markers <= len(finished) < total, f"kill must land mid-run ({len(finished)} of {total} done)"
+    return finished
+
+
 def run_cli(*args, env_extra=None, check=False, timeout=600):
     """Run `tfbind ...` as a user would, in a fresh process; returns CompletedProcess."""
     env = {**os.environ, **(env_extra or {})}

@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA, kill_driver_after, run_cli
 from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret import explain
 from tfbind_dist.rundir import RunDir
@@ -42,18 +41,7 @@ def _markers(out):
 
 def _kill_after(args, out, markers, shards, env_extra=None, timeout=1200):
     """Start `tfbind score`, SIGKILL it once `markers` shards are marked done; the markers then."""
-    env = {**os.environ, "XLA_FLAGS": "", **(env_extra or {})}
-    driver = subprocess.Popen([sys.executable, "-m", "tfbind_dist.cli", *map(str, args)], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + timeout  # generous: the CI box may be loaded
-    while len(_markers(out)) < markers and time.time() < deadline:
-        assert driver.poll() is None, driver.communicate()
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    done = _markers(out)
-    assert markers <= len(done) < shards, f"kill must land mid-run ({len(done)} of {shards} done)"
-    return done
+    return kill_driver_after(args, lambda: _markers(out), markers, shards, env_extra, timeout)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from tfbind_dist import config as config_lib
 from tfbind_dist.data.readers import Sequences, read_sequences
 from tfbind_dist.errors import ConfigError, DataError, SequenceError, TfbindError
 from tfbind_dist.registry import JASPAR_IDS, TFS
+from tfbind_dist.storage import check_access, writes_to
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -383,7 +384,9 @@ def score_variants(vcf, fasta, runs, out, **options):
     (alleles not scorable, the scoring summary). `options`: those of `scoring.variants.score_variants`."""
     from tfbind_dist.scoring.variants import score_variants as run
 
-    return run(vcf, fasta, list(runs), out, **options)
+    _reach(reads=list(runs), writes=[out])
+    with writes_to(out, resumes="the variants already scored are kept, the rest are scored"):
+        return run(vcf, fasta, list(runs), out, **options)
 
 
 # ----------------------------------------------------------------------------------------- motifs
@@ -427,7 +430,11 @@ def discover_motifs(model, sequences=None, *, method: str = "deeplift-shap", spl
         tf = model.tf
         contributions = inputs.from_model(model, codes, names, method, references=references, seed=seed,
                                           progress=progress)
-    return discover(contributions, tf, out, settings=settings, tax_group=tax_group, progress=progress)
+    if out is None:
+        return discover(contributions, tf, out, settings=settings, tax_group=tax_group, progress=progress)
+    _reach(writes=[out])
+    with writes_to(out, resumes="nothing of this run is kept; the motifs are found again"):
+        return discover(contributions, tf, out, settings=settings, tax_group=tax_group, progress=progress)
 
 
 # --------------------------------------------------------------------------------------- training
@@ -464,11 +471,13 @@ def train(config, workdir, *, progress: bool = True, distributed=None) -> dict[s
 
     config = _run_config(config)
     check_data(config.data)  # a wrong path or TF is reported before JAX is imported
+    check_access(str(workdir), write=True)
     from tfbind_dist.training.distributed import DistributedSpec, initialize
     from tfbind_dist.training.loop import train_and_evaluate
 
     initialize(distributed if distributed is not None and distributed.enabled else DistributedSpec.from_env())
-    return train_and_evaluate(config, workdir, progress=progress)
+    with writes_to(workdir, resumes="it resumes from the run's last checkpoint"):
+        return train_and_evaluate(config, workdir, progress=progress)
 
 
 def baseline(tf: str, data, *, k: int = 6, seed: int = 0):
@@ -502,6 +511,7 @@ def sweep(spec, out, *, address: str = "local", data=None, overrides: dict[str, 
         spec = load_spec(spec, _spec_overrides(data, overrides))
     if only:
         spec = select_jobs(spec, only)
+    _reach(writes=[out])
     return run_sweep(spec, out, address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
                      tpus_per_job=tpus_per_job, hosts_per_job=hosts_per_job, max_retries=max_retries,
                      progress=progress)
@@ -520,6 +530,7 @@ def tune(spec, out, *, address: str = "local", data=None, overrides: dict[str, A
     spec = with_samples(spec, num_samples)
     for tf in spec.tfs:  # a wrong data path or TF is reported before Ray starts
         check_data(spec.trial_config({}, tf).data)
+    _reach(writes=[out])
     return run_search(spec, out, address=address, progress=progress, max_failures=max_failures)
 
 
@@ -533,6 +544,15 @@ def report(root) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- data
 
 
+def _reach(*, reads=(), writes=()) -> None:
+    """The object-store buckets a command reads and writes, reached before any work starts (a missing bucket
+    or refused credentials is one StorageError naming it; local paths are not checked)."""
+    for path in reads:
+        check_access(str(path).split("*")[0].rstrip("/") or str(path), write=False)
+    for path in writes:
+        check_access(str(path), write=True)
+
+
 def synthesize(out, *, tfs: Iterable[str] | None = None, n_train: int = 6000, seed: int = 0) -> list[Path]:
     """The embedded default data: per TF, splits planted with its real JASPAR motif, into `out`."""
     from tfbind_dist.data.synthetic import synthesize as make
@@ -541,21 +561,25 @@ def synthesize(out, *, tfs: Iterable[str] | None = None, n_train: int = 6000, se
     unknown = [tf for tf in tfs if tf not in TFS]
     if unknown:
         raise DataError(f"--tfs: unknown TF {unknown[0]!r}; choose from {', '.join(TFS)}")
-    return make(out, tfs=tfs, n_train=n_train, seed=seed)
+    with writes_to(out, resumes="the data is made again"):
+        return make(out, tfs=tfs, n_train=n_train, seed=seed)
 
 
 def import_data(src, out, **options) -> list[Path]:
     """The chapter's CSVs (a folder or one file) or a FASTA as a Parquet dataset folder (`data.io.import_dataset`)."""
     from tfbind_dist.data.io import import_dataset
 
-    return import_dataset(src, out, **options)
+    with writes_to(out, resumes="the files are written again"):
+        return import_dataset(src, out, **options)
 
 
 def shard(src, out, **options):
     """A FASTA genome, CSV/TSV or Parquet streamed into Parquet shards for scoring (`data.shard.shard_input`)."""
     from tfbind_dist.data.shard import shard_input
 
-    return shard_input(src, out, **options)
+    _reach(writes=[out])
+    with writes_to(out, resumes="the shards are written again from the start"):
+        return shard_input(src, out, **options)
 
 
 def score(runs, input_dir, out, outputs, **options):
@@ -566,8 +590,10 @@ def score(runs, input_dir, out, outputs, **options):
 
     if isinstance(outputs, str):
         outputs = outputs.split(",")
-    return score_shards([str(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)], input_dir, out,
-                        tuple(outputs), **options)
+    runs = [str(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
+    _reach(reads=[*runs, input_dir], writes=[out])
+    with writes_to(out, resumes="the shards already scored are kept, the rest are scored"):
+        return score_shards(runs, input_dir, out, tuple(outputs), **options)
 
 
 def tracks(scores_dir, out, *, combine: str = "center", threshold: float = 0.5, models: list[str] | None = None,
@@ -579,7 +605,10 @@ def tracks(scores_dir, out, *, combine: str = "center", threshold: float = 0.5, 
 
     if plot is not None:
         parse_locus(plot)  # a malformed locus is reported before the tracks are written
-    summary = write_tracks(scores_dir, out, combine=combine, threshold=threshold, models=models, progress=progress)
+    _reach(reads=[scores_dir], writes=[out])
+    with writes_to(out, resumes="the tracks are written again"):
+        summary = write_tracks(scores_dir, out, combine=combine, threshold=threshold, models=models,
+                               progress=progress)
     if plot is not None:
         from tfbind_dist.plotting import detached
         from tfbind_dist.scoring.tracks import plot_locus as draw, read_locus

@@ -212,6 +212,8 @@ def load_recipe(name_or_path: str | Path | None = None) -> RunConfig:
     (`tfbind train`, sweep and search specs, and the Python API all come through here).
     """
     name_or_path = name_or_path or DEFAULT_RECIPE
+    if is_remote(name_or_path):  # a recipe file on object storage (Path() would fold its `//`)
+        return load(str(name_or_path))
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         path = RECIPES_DIR / f"{name_or_path}.yaml"

@@ -31,9 +31,14 @@ class RunConfigMismatch(TfbindError, ValueError):
     """A run directory holds a run with a different configuration."""
 
 
+class StorageError(TfbindError, OSError):
+    """Storage that cannot take what a command writes (a full disk, a quota, a refused write) or a bucket that
+    cannot be reached with the credentials given; the message names the path and what re-running does."""
+
+
 class MissingExtra(TfbindError, ImportError):
     """An optional dependency a command needs is not installed; the message names the extra to install."""
 
 
 __all__ = ["TfbindError", "ConfigError", "DataError", "SequenceError", "RunDirError", "RunConfigMismatch",
-           "MissingExtra"]
+           "StorageError", "MissingExtra"]

@@ -34,6 +34,7 @@ PROGRESS = "progress.json"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 LATEST, BEST = "latest", "best"  # checkpoints/<which>/<step>/ (orbax's layout)
+PUBLISHED = "_PUBLISHED"  # on s3://: checkpoints/<which>/<step>/_PUBLISHED, written once the step is whole
 LEARNING_CURVE = "learning_curve.png"
 TENSORBOARD = "tb"
 METRIC_COLUMNS = ["step", "split", "metric", "value"]
@@ -53,11 +54,14 @@ class RunDir:
         return self.path / CHECKPOINTS
 
     def checkpoint_steps(self, which: str = BEST) -> list[int]:
-        """The steps saved under checkpoints/<which> (`latest` or `best`), ascending; [] if none."""
+        """The steps saved under checkpoints/<which> (`latest` or `best`), ascending; [] if none (on s3://, only
+        the steps published whole: `training.checkpoint`)."""
         folder = self.checkpoints / which
         if not folder.is_dir():
             return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+        published = str(self.path).startswith("s3://")
+        return sorted(int(p.name) for p in folder.iterdir()
+                      if p.name.isdigit() and (not published or (p / PUBLISHED).exists()))
 
     @property
     def learning_curve(self) -> AnyPath:

@@ -28,7 +28,7 @@ import fsspec  # noqa: E402
 import fsspec.config  # noqa: E402
 from etils import epath  # noqa: E402
 
-from tfbind_dist.errors import MissingExtra  # noqa: E402
+from tfbind_dist.errors import MissingExtra, StorageError  # noqa: E402
 
 # Objects appear from other processes (actors, other nodes, a killed run's workers): a listing or
 # an existence check must ask the store, never a cached listing (gcsfs caches them by default).
@@ -214,11 +214,107 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-# Variables a sweep forwards to its Ray jobs so they reach the same storage as the driver
-# (emulator endpoints and project ids; credentials come from each node's own environment).
+# Variables a sweep or scoring run forwards to its Ray jobs and actors so they reach the same storage as
+# the driver: endpoints (emulators, S3-compatible stores), project and region, and AWS credentials given
+# in the driver's environment (a profile, keys); a node's own instance role or service account needs none.
 STORAGE_ENV_VARS = ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_CLOUD_PROJECT",
-                    "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+                    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE",
+                    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE",
+                    "AWS_CONFIG_FILE")
 
 
 def storage_env() -> dict[str, str]:
     return {k: os.environ[k] for k in STORAGE_ENV_VARS if k in os.environ}
+
+
+# --------------------------------------------------------------------------------------- storage faults
+
+FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT
+_FULL_TEXT = ("no space left on device", "disk quota exceeded", "resource_exhausted", "quotaexceeded",
+              "quota exceeded", "insufficient storage")
+_REFUSED_TEXT = ("accessdenied", "access denied", "forbidden", "403", "permission denied", "not authorized")
+_CREDENTIAL_TEXT = ("invalidaccesskeyid", "signaturedoesnotmatch", "invalidclienttokenid", "expiredtoken",
+                    "access key id", "signature we calculated", "invalid_grant", "unauthorized", "401",
+                    "the security token", "credentials")
+
+
+def _chain(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def storage_fault(err: BaseException) -> str | None:
+    """'full' (no space, a quota), 'refused' (a write the store does not allow) or None, for an exception and
+    the errors it was raised from."""
+    for cause in _chain(err):
+        text = f"{type(cause).__name__} {cause}".lower()
+        if (isinstance(cause, OSError) and cause.errno in FULL_ERRNOS) or any(t in text for t in _FULL_TEXT):
+            return "full"
+        if isinstance(cause, PermissionError) or any(t in text for t in _REFUSED_TEXT):
+            return "refused"
+    return None
+
+
+def _failed_path(err: BaseException) -> str | None:
+    return next((c.filename for c in _chain(err) if isinstance(c, OSError) and c.filename), None)
+
+
+@contextlib.contextmanager
+def writes_to(path, *, resumes: str = "it resumes where it stopped"):
+    """Turn a full disk, a quota or a refused write under the block into one `StorageError` naming the path.
+
+    `path` is the output the command writes (the error names the file that failed when it knows it).
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except BaseException as err:
+        fault = storage_fault(err)
+        if fault is None:
+            raise
+        failed = _failed_path(err)
+        where = f"{path}" + (f" ({failed})" if failed and failed != str(path) else "")
+        if fault == "full":
+            raise StorageError(f"{where}: no space left on the device holding it (or its quota is reached); free "
+                               f"space and re-run the same command: {resumes}") from None
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise StorageError(f"{where}: the storage refused a write ({reason}); fix its permissions or quota and re-run "
+                           f"the same command: {resumes}") from None
+
+
+@functools.cache
+def check_access(url: str, write: bool = False) -> None:
+    """Reach an object-store URL's bucket with the credentials in use (and write a probe object there when
+    `write`) before a command starts; a missing bucket or refused credentials is one StorageError naming the
+    bucket. Local paths and each (bucket, write) pair once per process are not checked again."""
+    if not is_remote(url):
+        return
+    import fsspec
+
+    protocol = str(url).split("://", 1)[0]
+    _check_client(protocol)
+    filesystem, target = fsspec.core.url_to_fs(str(url))
+    bucket = target.split("/", 1)[0]
+    name = f"{protocol}://{bucket}"
+    try:
+        filesystem.ls(bucket, detail=False, refresh=True)
+        if write:
+            probe = f"{target.rstrip('/')}/.tfbind-write-probe-{_writer_id()}"
+            filesystem.pipe_file(probe, b"")
+            filesystem.rm_file(probe)
+    except FileNotFoundError:
+        raise StorageError(f"{url}: the bucket {name} does not exist (or these credentials cannot see it)") from None
+    except Exception as err:  # the clients raise their own error types; what matters is their message
+        text = f"{type(err).__name__} {err}".lower()
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        if any(t in text for t in _CREDENTIAL_TEXT):
+            raise StorageError(f"{url}: {name} refused the credentials ({reason}); for s3:// set AWS_PROFILE or "
+                               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use the node's instance role), for "
+                               "gs:// GOOGLE_APPLICATION_CREDENTIALS") from None
+        if any(t in text for t in _REFUSED_TEXT):
+            raise StorageError(f"{url}: {name} refused access ({reason})") from None
+        raise StorageError(f"{url}: cannot reach {name} ({reason})") from None

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from tfbind_dist.scoring import scores
 from tfbind_dist.scoring.scorer import INPUT_COLUMNS, load_models, score_table
-from tfbind_dist.storage import as_path, atomic_output, open_parquet, write_table_atomic
+from tfbind_dist.errors import StorageError
+from tfbind_dist.storage import as_path, atomic_output, open_parquet, storage_fault, write_table_atomic, writes_to
 
 ROW_GROUP_ROWS, ROW_GROUP_BYTES = 65_536, 64 << 20  # scored batches are written in row groups of about this size
 
@@ -41,16 +42,21 @@ class ShardScorer:
         return pa.Table.from_pylist([self.score_shard(shard) for shard in batch.column("shard").to_pylist()])
 
     def score_shard(self, shard: str) -> dict:
-        """Score one shard into OUT/<name>, then mark it done; the completion record (error set if it failed)."""
+        """Score one shard into OUT/<name>, then mark it done; the completion record: `error` set if the shard
+        failed, and `storage` too if the scores could not be stored (a full disk, a refused write: the
+        driver stops at once, since every other shard would fail the same way)."""
         started, name = time.perf_counter(), scores.shard_name(shard)
-        record = {"shard": name, "rows": 0, "bad_rows": 0, "error": None, "actor": self.name, "seconds": 0.0}
+        record = {"shard": name, "rows": 0, "bad_rows": 0, "error": None, "storage": False, "actor": self.name,
+                  "seconds": 0.0}
         try:
-            record["rows"], record["bad_rows"] = self._write_scores(shard, name)
+            with writes_to(self.out_dir, resumes="the shards already scored are kept, the rest are scored"):
+                record["rows"], record["bad_rows"] = self._write_scores(shard, name)
+                record["seconds"] = round(time.perf_counter() - started, 3)
+                scores.mark_done(self.out_dir, record)
+        except StorageError as err:
+            record.update(error=str(err), storage=True)
         except ShardFailed as err:
             record["error"] = str(err)
-            return record
-        record["seconds"] = round(time.perf_counter() - started, 3)
-        scores.mark_done(self.out_dir, record)
         return record
 
     def _write_scores(self, shard: str, name: str) -> tuple[int, int]:
@@ -64,6 +70,8 @@ class ShardScorer:
                 try:
                     rows, bad_ids, bad_reasons = self._stream_scores(source, name, tmp)
                 except (OSError, pa.ArrowInvalid) as err:
+                    if storage_fault(err):
+                        raise
                     raise ShardFailed(f"shard {name}: {str(err).splitlines()[0]} (shard not written)") from None
         if bad_ids:
             write_table_atomic(pa.table({"id": pa.array(bad_ids, pa.int64()), "error": bad_reasons}),

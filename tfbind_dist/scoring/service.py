@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from tfbind_dist.data.shard import list_shards
-from tfbind_dist.errors import DataError
+from tfbind_dist.errors import DataError, StorageError
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import check_runs, expand_runs
 from tfbind_dist.scoring import scores
@@ -77,7 +77,21 @@ def _on_ray(pending: dict[str, int], options: dict, address: str, actors: int, c
     ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
     ds = ds.map_batches(ShardScorer, batch_size=1, batch_format="pyarrow", num_cpus=cpus, num_gpus=gpus,
                         compute=ray.data.ActorPoolStrategy(size=actors), fn_constructor_kwargs=options)
+    quiet_ray_data()
     yield from ds.iter_rows()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's console notes (execution plans, 'progress bars disabled': the command draws its own) off;
+    its warnings and errors stay. Its logging is configured when a dataset is made, so after that."""
+    import logging
+
+    class Notes(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.WARNING and "Progress bars disabled" not in record.getMessage()
+
+    for handler in logging.getLogger("ray.data").handlers + logging.getLogger("ray").handlers:
+        handler.addFilter(Notes())
 
 
 def score_shards(runs: list[str], input_dir, out_dir, outputs: tuple[str, ...], *, address: str = "local",
@@ -112,6 +126,9 @@ def score_shards(runs: list[str], input_dir, out_dir, outputs: tuple[str, ...], 
         for record in (_inline(pending, options) if address == INLINE else
                        _on_ray(pending, options, address, actors, cpus_per_actor, gpus_per_actor)):
             bar.update(sizes[record["shard"]])
+            if record.get("storage"):  # the scores cannot be stored: every other shard would fail the same way
+                bar.close()
+                raise StorageError(record["error"])
             if record["error"]:
                 failed.append(record["error"])
                 tqdm.write(f"tfbind: {record['error']}")

@@ -18,7 +18,8 @@ import pandas as pd
 
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir
-from tfbind_dist.storage import as_path, storage_env, write_text_atomic
+from tfbind_dist.errors import StorageError
+from tfbind_dist.storage import as_path, storage_env, storage_fault, write_text_atomic
 from tfbind_dist.experiment import Resources
 from tfbind_dist.launch import start_processes
 from tfbind_dist.sweeps.report import write_report
@@ -132,6 +133,13 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
                         ray.get(ref)
                         states[jid] = "finished"
                     except Exception as err:  # a job's failure is reported, the sweep goes on
+                        if storage_fault(err):  # ... unless its storage is full: every other job would fail too
+                            for other in refs:
+                                ray.cancel(other, force=True)
+                            raise StorageError(f"{out / jid}: no space left on the device holding it, or the "
+                                               "storage refused a write; free space and re-run the same command: "
+                                               "finished jobs are kept, the others resume from their last "
+                                               "checkpoints") from None
                         states[jid] = "failed"
                         errors[jid] = str(err).strip().splitlines()[-1]
                 table.show([job_status(out, j, states[j.job_id]) for j in spec.jobs])

@@ -25,8 +25,8 @@ from tfbind_dist.data.sources import is_synthetic, load_splits
 from tfbind_dist.models import build_model
 from tfbind_dist.plotting import detached
 from tfbind_dist.rundir import MetricsLog, RunDir
-from tfbind_dist.storage import save_figure
-from tfbind_dist.training.checkpoint import RunCheckpoints
+from tfbind_dist.storage import save_figure, storage_fault
+from tfbind_dist.training.checkpoint import RunCheckpoints, publishes
 from tfbind_dist.training.evaluate import evaluate_split
 from tfbind_dist.training.mesh import check_batch_divisible, make_mesh, shard_batch
 from tfbind_dist.training.pacing import DispatchWindow, StallWatchdog
@@ -65,7 +65,7 @@ def with_absolute_data_path(config: RunConfig) -> RunConfig:
     return config if absolute == config.data.path else config_lib.with_overrides(config, {"data.path": absolute})
 
 
-def validate_inputs(config: RunConfig, devices=None) -> tuple[dict[str, SplitData], Any]:
+def validate_inputs(config: RunConfig, workdir, devices=None) -> tuple[dict[str, SplitData], Any]:
     """Check everything a run needs before its directory is written: the data (folder, TF, all three
     splits, one sequence length), the model and its overrides, and the batch size against the
     devices, processes and the training split. Returns the loaded splits and the device mesh."""
@@ -75,6 +75,9 @@ def validate_inputs(config: RunConfig, devices=None) -> tuple[dict[str, SplitDat
         raise ConfigError(f"model.overrides: {err}") from None
     splits = load_splits(config.data)
     plan = make_mesh(devices)
+    if publishes(workdir) and jax.process_count() > 1:
+        raise ConfigError(f"{workdir}: an s3:// run directory takes one process per job (its checkpoints are "
+                          "published by that process); run multi-host jobs on gs:// or a disk every host shares")
     batch = config.train.batch_size
     check_batch_divisible(batch, plan)
     if batch % jax.process_count():
@@ -101,7 +104,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
 
     started = time.time()
     cfg, tcfg = config, config.train
-    splits, plan = validate_inputs(config, devices)
+    splits, plan = validate_inputs(config, workdir, devices)
     length = splits["train"].length
     eval_batch = max(plan.num_devices, cfg.data.eval_batch_size // plan.num_devices * plan.num_devices)
     if is_primary():
@@ -112,7 +115,19 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
     state = jax.device_put(create_state(model, tx, length, tcfg.seed), plan.replicated)
     batches = make_train_iterator(cfg, splits["train"])
     checkpoints = RunCheckpoints(run.checkpoints)
+    try:
+        return _train(run, config, splits, plan, model, tx, state, batches, checkpoints, started=started,
+                      eval_batch=eval_batch, length=length, progress=progress)
+    except BaseException as err:
+        if storage_fault(err) is not None:  # a full disk or refused write: stop orbax's threads quietly
+            checkpoints.abandon()
+        raise
 
+
+def _train(run: RunDir, config: RunConfig, splits: dict[str, SplitData], plan, model, tx, state, batches,
+           checkpoints: RunCheckpoints, *, started: float, eval_batch: int, length: int, progress: bool) -> dict[str, Any]:
+    """Resume from the latest checkpoint, train, evaluate and checkpoint to the end; the run summary."""
+    cfg, tcfg = config, config.train
     progress_record: dict[str, Any] = {"best_auroc": -1.0, "best_step": 0, "wall_seconds": 0.0}
     restored = checkpoints.restore_latest(state, batches)
     start_step = 0
@@ -169,11 +184,11 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
                 progress_record["wall_seconds"] += time.time() - started
                 started = time.time()
                 with watchdog.phase("checkpoint", step):
+                    metrics.flush()  # first: a checkpoint never gets ahead of the metrics a resume keeps
                     if valid["auroc"] > progress_record["best_auroc"]:
                         progress_record.update(best_auroc=valid["auroc"], best_step=step)
                         checkpoints.save_best(step, state, progress_record)
                     checkpoints.save_latest(step, state, batches, progress_record)
-                    metrics.flush()
                 bar.set_postfix(loss=f"{last_loss:.4f}", valid_auroc=f"{last_auroc:.4f}",
                                 best=f"{progress_record['best_auroc']:.4f}")
                 report("running", step, valid_auroc=last_auroc)
@@ -186,10 +201,10 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool
             with watchdog.phase("checkpoint", end_step):
                 window.drain()
                 flush_train_losses()
+                metrics.flush()
                 if end_step > start_step and end_step % tcfg.eval_every:
                     progress_record["wall_seconds"] += time.time() - started
                     checkpoints.save_latest(end_step, state, batches, progress_record)
-                metrics.flush()
                 checkpoints.wait()
             checkpoints.close()
             metrics.close()
