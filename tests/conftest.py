@@ -1,4 +1,5 @@
 """Test session setup: 8 host CPU devices for real multi-device sharding, and a private data cache."""
+import errno
 import os
 import subprocess
 import sys
@@ -172,13 +173,13 @@ def small_disk(tmp_path):
     filler = disk / ".filler"
 
     def fill():
-        with open(filler, "wb") as handle:
-            try:
+        try:  # the disk may be full already (then even the open fails): that is what fill() is for
+            with open(filler, "ab") as handle:
                 while True:
                     handle.write(b"\0" * (1 << 16))
                     handle.flush()
-            except OSError:
-                pass
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
 
     try:
         yield disk, fill, lambda: filler.unlink(missing_ok=True)

@@ -61,6 +61,29 @@ def test_a_sweep_on_the_two_node_cluster_keeps_its_runs_only_on_s3(s3_bucket, ra
     again = run_cli("sweep", spec, "--out", out, "--address", ray_cluster, "--quiet", env_extra={"XLA_FLAGS": ""},
                     check=True)
     assert "2 already finished, 0 to run" in again.stdout
+    report = run_cli("report", out, check=True)
+    assert "CTCF" in report.stdout and "ZNF24" in report.stdout
+
+
+@pytest.mark.slow
+def test_a_search_on_s3_writes_its_trials_and_best_recipe_there(s3_bucket, ray_cluster, tmp_path):
+    spec = tmp_path / "search.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "s3", "recipe": "chapter", "defaults": {"data": {"path": "synthetic", "synth_n_train": 1200},
+                                                        "model": {"name": "fewer_conv_channels"},
+                                                        "train": {"steps": 20, "eval_every": 10}},
+        "tfs": ["CTCF"], "space": {"train.learning_rate": {"grid": [0.002, 0.004]}}, "scheduler": "none",
+        "resources": {"cpus": 1}, "num_samples": 1, "max_concurrent": 2}))
+    out = f"{s3_bucket}/{uuid.uuid4().hex[:8]}/search"
+    proc = run_cli("tune", spec, "--out", out, "--address", ray_cluster, "--quiet", env_extra={"XLA_FLAGS": ""},
+                   check=True)
+    assert f"{out}/best_recipe.yaml" in proc.stdout
+    board = read_parquet(f"{out}/leaderboard.parquet")
+    assert len(board) == 2 and set(board.state) == {"finished"} and set(board.steps) == {20}
+    recipe = yaml.safe_load(as_path(f"{out}/best_recipe.yaml").read_text())
+    leaders = board[board.objective == board.objective.max()]
+    assert recipe["train"]["learning_rate"] in set(leaders["train.learning_rate"])
+    assert len(list(as_path(f"{out}/runs").iterdir())) == 2 and as_path(f"{out}/tune").is_dir()
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, SHARED_DATA, kill_driver_after, run_cli
+from tfbind_dist import config as C
 from tfbind_dist.storage import write_table_atomic
 from tfbind_dist.interpret import explain
 from tfbind_dist.rundir import RunDir
@@ -173,7 +174,9 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
 
     root = f"{gcs_bucket}/{uuid.uuid4().hex[:8]}"
     run = f"{root}/ctcf"
-    train_and_evaluate(RunDir(small_run).load_config(), run, progress=False)
+    # one evaluation, so two checkpoints: the emulator takes seconds to write each
+    train_and_evaluate(C.with_overrides(RunDir(small_run).load_config(), {"train.eval_every": 40}), run,
+                       progress=False)
     rng = np.random.default_rng(4)
     genome = "".join(rng.choice(list("ACGT"), 200 * 1200))
     fasta = tmp_path / "genome.fa"

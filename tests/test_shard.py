@@ -206,8 +206,11 @@ def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(DataError, match="plain text cannot be sharded"):
         shard_input(tmp_path / "x.txt", tmp_path / "o")
     (tmp_path / "x.bed").write_text("chr1\t0\t10\n")
-    with pytest.raises(DataError, match="unknown input kind"):
+    with pytest.raises(DataError, match="regions need the genome they lie on: pass --fasta"):
         shard_input(tmp_path / "x.bed", tmp_path / "o")
+    (tmp_path / "x.seqs").write_text("ACGT\n")
+    with pytest.raises(DataError, match="unknown input kind"):
+        shard_input(tmp_path / "x.seqs", tmp_path / "o")
 
 
 # Peak RSS of the sharding process itself. ru_maxrss is not used on Linux: across the

@@ -38,7 +38,8 @@ def test_run_directory_on_gcs_resumes_from_its_checkpoint(gcs_bucket, synth_dir)
 def test_sweep_writes_run_directories_to_gcs(gcs_bucket, ray_cluster, tmp_path):
     spec = tmp_path / "gcs.yaml"
     spec.write_text(yaml.safe_dump({"name": "gcs", "recipe": "chapter", "defaults": {
-        "data": {"path": "synthetic", "synth_n_train": 1200}, "train": {"steps": 20, "eval_every": 10}},
+        "data": {"path": "synthetic", "synth_n_train": 1200}, "model": {"name": "fewer_conv_channels"},
+        "train": {"steps": 10, "eval_every": 10}},  # one evaluation: the emulator takes seconds per checkpoint
         "matrix": {"data.tf": ["CTCF", "ZNF24"]}}))
     out = f"{gcs_bucket}/{uuid.uuid4().hex[:8]}/sweep"
     first = run_cli("sweep", spec, "--out", out, "--address", ray_cluster, "--quiet",

@@ -24,7 +24,7 @@ from typing import Any
 from tfbind_dist import config as config_lib
 from tfbind_dist.config import RunConfig
 from tfbind_dist.errors import DataError, RunConfigMismatch, RunDirError  # noqa: F401 (re-exported)
-from tfbind_dist.storage import AnyPath, as_path, expand, is_remote, read_parquet, write_bytes_atomic, \
+from tfbind_dist.storage import AnyPath, as_path, expand, is_remote, read_parquet, read_text, write_bytes_atomic, \
     write_table_atomic, write_text_atomic
 
 CONFIG = "config.yaml"
@@ -114,7 +114,7 @@ class RunDir:
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text())
+            return json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise RunDirError(f"{path}: unreadable JSON ({err})") from None
 
@@ -143,13 +143,13 @@ class RunDir:
         """Append one start record (rewritten whole: object stores have no append; one writer per process)."""
         path = self._attempts_path(process_id)
         self.path.mkdir(parents=True, exist_ok=True)
-        previous = path.read_text() if path.exists() else ""
+        previous = read_text(path) if path.exists() else ""
         write_text_atomic(path, previous + json.dumps(record) + "\n")
 
     def last_attempt(self) -> dict[str, Any]:
         """The latest start record of process 0, with `attempts` (how many starts so far); {} if none."""
         path = self._attempts_path(0)
-        lines = path.read_text().strip().splitlines() if path.exists() else []
+        lines = read_text(path).strip().splitlines() if path.exists() else []
         return {**json.loads(lines[-1]), "attempts": len(lines)} if lines else {}
 
     def metrics(self):

@@ -12,6 +12,7 @@ Object-store paths need the `cloud` extra (gcsfs / s3fs) and the usual credentia
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import os
@@ -23,6 +24,11 @@ from typing import Union
 # gs:// and s3:// through fsspec (gcsfs, s3fs): TensorFlow's gfile, which epath prefers when
 # TF is installed, has no s3:// and ignores the storage emulators used in tests.
 os.environ.setdefault("EPATH_USE_TF", "false")
+# gcsfs >= 2026.10 defaults to its experimental client, which asks the storage-control gRPC API for the bucket's
+# layout before operations and does not cache a failed answer: where that API is not reachable or not permitted
+# (emulators, most service accounts) every operation pays a failed, retried call and logs a warning. The JSON
+# API client serves every bucket kind tfbind_dist writes to.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import fsspec  # noqa: E402
 import fsspec.config  # noqa: E402
@@ -165,6 +171,28 @@ def expand(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
+_REPLACED_READS = 5
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The whole file. On object storage a file replaced while it is read (s3fs: FileExpired, its ETag changed
+    between the size and the data requests) is read again: the caller gets the old or the new one whole."""
+    if not is_remote(path):
+        return Path(path).read_bytes()
+    for attempt in range(_REPLACED_READS):
+        try:
+            return as_path(path).read_bytes()
+        except OSError as err:
+            if err.errno != errno.EBUSY or attempt == _REPLACED_READS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """`read_bytes`, decoded as UTF-8."""
+    return read_bytes(path).decode()
+
+
 def write_table_atomic(table, path: str | os.PathLike) -> None:
     """Write a pyarrow Table as Parquet (zstd): streamed to a temp file, then renamed (local) or uploaded whole."""
     import pyarrow.parquet as pq
@@ -203,8 +231,11 @@ def read_parquet(path: str | os.PathLike):
     (Passing a gs:// URL to pandas would pick pyarrow's own GCS client, which
     ignores the fsspec configuration and emulators.)
     """
-    with open_parquet(path) as source:
-        return source.read().to_pandas()
+    import pyarrow.parquet as pq
+
+    if is_remote(path):  # small files that a writer may be replacing (metrics, leaderboards): read whole
+        return pq.read_table(io.BytesIO(read_bytes(path))).to_pandas()
+    return pq.ParquetFile(path).read().to_pandas()
 
 
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:

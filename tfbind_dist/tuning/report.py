@@ -49,11 +49,12 @@ def mean_curve(curves: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
              **{f"{METRIC}_{tf}": c[s] for tf, c in curves.items()}} for s in steps]
 
 
-def _trials(results) -> list[tuple[str, str, dict[str, Any]]]:
-    """(trial id, Tune status, parameters) of every trial of the experiment."""
+def _trials(experiment: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(trial id, Tune status, parameters) of every trial of the experiment stored at `experiment` (a path or
+    URL: Tune's own `experiment_path` drops the scheme of an s3:// one)."""
     from ray.tune import ExperimentAnalysis
 
-    analysis = ExperimentAnalysis(results.experiment_path)
+    analysis = ExperimentAnalysis(experiment)
     return [(t.trial_id, t.status, dict(t.config)) for t in analysis.trials]
 
 
@@ -146,9 +147,9 @@ def write_best_recipe(spec: SearchSpec, out: AnyPath, best: pd.Series) -> None:
     write_text_atomic(out / BEST_RECIPE, header + yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def write_search_report(spec: SearchSpec, out: AnyPath, results, *, wall_seconds: float) -> pd.DataFrame:
-    """Write the leaderboard, figures and best recipe of one experiment; print its summary."""
-    table, records = trial_table(spec, out, _trials(results))
+def write_search_report(spec: SearchSpec, out: AnyPath, experiment: str, *, wall_seconds: float) -> pd.DataFrame:
+    """Write the leaderboard, figures and best recipe of the experiment stored at `experiment`; print its summary."""
+    table, records = trial_table(spec, out, _trials(experiment))
     write_leaderboard(table, out)
     if len(table):
         save_figure(learning_curves_figure(spec, table, records), out / "learning_curves.png", dpi=120)

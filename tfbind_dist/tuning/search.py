@@ -133,8 +133,8 @@ def _storage_path(out: AnyPath) -> str:
     return str(out) if is_remote(out) else str(Path(out).absolute())
 
 
-def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seconds: float, max_failures: int):
-    """Run (or continue) one Tune experiment under `out`; returns its ResultGrid."""
+def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seconds: float, max_failures: int) -> str:
+    """Run (or continue) one Tune experiment under `out`; returns where it is stored."""
     import ray
     from ray import tune
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -162,7 +162,8 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
                                         else None),  # the random searcher limits itself
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=_storage_path(out), verbose=1 if progress else 0,
                                       failure_config=tune.FailureConfig(max_failures=max_failures)))
-    return tuner.fit()
+    tuner.fit()
+    return experiment
 
 
 def _check_spec(out: AnyPath, spec: SearchSpec) -> None:
@@ -196,9 +197,9 @@ def run_search(spec: SearchSpec, out: str | Path, *, address: str = "local", pro
     tables = []
     for part, where in parts:
         started = time.time()
-        results = _run_experiment(part, where, progress=progress, poll_seconds=poll_seconds,
-                                  max_failures=max_failures)
-        tables.append(write_search_report(part, where, results, wall_seconds=time.time() - started))
+        experiment = _run_experiment(part, where, progress=progress, poll_seconds=poll_seconds,
+                                     max_failures=max_failures)
+        tables.append(write_search_report(part, where, experiment, wall_seconds=time.time() - started))
     if len(parts) == 1:
         return tables[0]
     combined = pd.concat([t.assign(search=p.tfs[0]) for t, (p, _) in zip(tables, parts)], ignore_index=True)
