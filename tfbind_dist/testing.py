@@ -25,6 +25,21 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def _environment(env: dict[str, str]):
+    """`env` set in this process until the block ends, then the variables as they were."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _server(command: list[str], port: int, log: Path, env: dict[str, str], server_env: dict[str, str] | None = None):
     """Run a server process until the block ends, with `env` set in this process while it runs."""
     with open(log, "w") as log_file:
@@ -36,16 +51,10 @@ def _server(command: list[str], port: int, log: Path, env: dict[str, str], serve
                 break
             except OSError:
                 time.sleep(0.1)
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
         try:
-            yield
+            with _environment(env):
+                yield
         finally:
-            for key, value in old.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             server.terminate()
             server.wait(timeout=10)
 
@@ -92,18 +101,12 @@ def s3_server(bucket: str, log: Path):
                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1"}
         boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        _reset_s3_clients()
         try:
-            yield f"s3://{bucket}"
+            with _environment(env):
+                _reset_s3_clients()
+                yield f"s3://{bucket}"
         finally:
-            for name, value in old.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            _reset_s3_clients()
+            _reset_s3_clients()  # with the variables as they were
 
 
 def _reset_s3_clients() -> None:
