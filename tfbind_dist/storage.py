@@ -179,13 +179,13 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     between the size and the data requests) is read again: the caller gets the old or the new one whole."""
     if not is_remote(path):
         return Path(path).read_bytes()
-    for attempt in range(_REPLACED_READS):
+    for _ in range(_REPLACED_READS - 1):
         try:
             return as_path(path).read_bytes()
         except OSError as err:
-            if err.errno != errno.EBUSY or attempt == _REPLACED_READS - 1:
+            if err.errno != errno.EBUSY:
                 raise
-    raise AssertionError("unreachable")
+    return as_path(path).read_bytes()
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -235,7 +235,8 @@ def read_parquet(path: str | os.PathLike):
 
     if is_remote(path):  # small files that a writer may be replacing (metrics, leaderboards): read whole
         return pq.read_table(io.BytesIO(read_bytes(path))).to_pandas()
-    return pq.ParquetFile(path).read().to_pandas()
+    with open_parquet(path) as source:  # closes the file handle
+        return source.read().to_pandas()
 
 
 def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
