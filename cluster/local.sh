@@ -20,6 +20,7 @@ HEAD_IP="${TFBIND_HEAD_IP:-127.0.0.2}"
 WORKER_IP="${TFBIND_WORKER_IP:-127.0.0.3}"
 PORT="${TFBIND_RAY_PORT:-6380}"
 CPUS_PER_NODE="${TFBIND_CPUS_PER_NODE:-2}"
+GPUS_PER_NODE="${TFBIND_GPUS_PER_NODE:-0}"  # GPUs each node declares to Ray (a test declares one to schedule GPU shares)
 MEMORY_PER_NODE="${TFBIND_MEMORY_PER_NODE:-4000000000}"
 OBJECT_STORE="${TFBIND_OBJECT_STORE:-500000000}"
 DASHBOARD_PORT="${TFBIND_DASHBOARD_PORT:-8265}"
@@ -33,7 +34,7 @@ export RAY_AUTH_MODE=token
 
 start_worker() {
   "$RAY" start --address="$HEAD_IP:$PORT" --node-ip-address="$WORKER_IP" \
-    --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
+    --num-cpus="$CPUS_PER_NODE" --num-gpus="$GPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
     --min-worker-port=30000 --max-worker-port=39999 --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
 }
 
@@ -46,7 +47,7 @@ case "${1:-}" in
   up)
     [ -s "$HOME/.ray/auth_token" ] || "$RAY" get-auth-token --generate >/dev/null
     "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$PORT" \
-      --num-cpus="$CPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
+      --num-cpus="$CPUS_PER_NODE" --num-gpus="$GPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
       --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
       --ray-client-server-port="${TFBIND_CLIENT_PORT:-10001}" --min-worker-port=20000 --max-worker-port=29999 --temp-dir="$HEAD_TMP" --resources='{"head_node": 1}' --disable-usage-stats >/dev/null
     start_worker

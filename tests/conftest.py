@@ -80,9 +80,12 @@ RAY_PORT = "6390"
 
 @pytest.fixture(scope="session")
 def _ray_cluster_env(tmp_path_factory):
-    """One real two-node Ray cluster (cluster/local.sh) for the whole session; yields local.sh's environment."""
+    """One real two-node Ray cluster (cluster/local.sh) for the whole session; yields local.sh's environment.
+
+    Each node declares one GPU to Ray (there is none: Ray's GPUs are a scheduling count), so that sweeps
+    can ask for fractions of one and a test can see what each worker process was given."""
     env = {**os.environ, "TFBIND_RAY_PORT": RAY_PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
-           "TFBIND_CPUS_PER_NODE": "2", "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
+           "TFBIND_CPUS_PER_NODE": "2", "TFBIND_GPUS_PER_NODE": "1", "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
     up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
     yield env

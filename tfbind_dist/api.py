@@ -33,7 +33,7 @@ __all__ = [
     "Model", "load_model", "load_models", "Sequences", "read_sequences", "choose_sequences", "sequence_codes",
     "Predictions", "predict", "predictions_table", "evaluate", "sanity", "ism", "gradients", "deeplift_shap",
     "Explanation", "explain", "VariantEffects", "variant_effects", "score_variants", "discover_motifs", "recipe",
-    "train", "DistributedSpec", "baseline", "sweep", "tune", "report",  # noqa: F822 (DistributedSpec: lazy)
+    "train", "train_pack", "DistributedSpec", "baseline", "sweep", "tune", "report",  # noqa: F822 (DistributedSpec: lazy)
     "synthesize", "import_data", "shard", "score", "tracks", "plot_locus",
     "plot_ism", "plot_attribution_logo", "plot_gradient_grid", "plot_gradient_zoom",  # noqa: F822 (lazy)
     "plot_learning_curve",
@@ -480,6 +480,27 @@ def train(config, workdir, *, progress: bool = True, distributed=None) -> dict[s
         return train_and_evaluate(config, workdir, progress=progress)
 
 
+def train_pack(configs, workdirs, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Train several runs of one architecture and batch shape as one vmapped program (e.g. one recipe on
+    every TF), each into its own run directory; their summaries, in order. On an accelerator this fills
+    the device that one small run leaves mostly idle. Members may differ in TF and data, seed, learning
+    rate, weight decay, dropout rate, patience and evaluation cadence (`experiment.MEMBER_KEYS`).
+    Re-running resumes every unfinished member; finished members are not retrained.
+    """
+    from tfbind_dist.data.sources import check_data
+    from tfbind_dist.training.loop import train_pack as train_packed
+
+    configs = [_run_config(c) for c in configs]
+    workdirs = list(workdirs)
+    if len(configs) != len(workdirs):
+        raise ConfigError(f"train_pack: {len(configs)} configs but {len(workdirs)} run directories")
+    for config, workdir in zip(configs, workdirs):
+        check_data(config.data)
+        check_access(str(workdir), write=True)
+    with writes_to(workdirs[0], resumes="its members resume from their last checkpoints"):
+        return train_packed(configs, workdirs, progress=progress)
+
+
 def baseline(tf: str, data, *, k: int = 6, seed: int = 0):
     """The k-mer logistic-regression baseline of a TF's data: `BaselineResult` (valid and test auROC)."""
     from tfbind_dist.data.sources import load_splits
@@ -498,11 +519,13 @@ def _spec_overrides(data, overrides) -> dict[str, Any]:
 def sweep(spec, out, *, address: str = "local", data=None, overrides: dict[str, Any] | None = None,
           only: dict[str, str] | None = None, cpus_per_job: float | None = None, gpus_per_job: float | None = None,
           tpus_per_job: float | None = None, hosts_per_job: int | None = None, max_retries: int = 2,
-          progress: bool = True) -> pd.DataFrame:
+          pack: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Run a sweep spec's jobs (a YAML path, or a `SweepSpec`) as Ray tasks into `out`; the final job table.
 
     `data` and `overrides` apply to every job; `only` keeps jobs by field ({"data.tf": "GABPA,REST"});
-    the `*_per_job` resources replace the spec's. Re-running skips finished jobs and resumes the rest.
+    the `*_per_job` resources replace the spec's; `pack` (K) replaces the spec's `pack:` (jobs of one
+    architecture trained K at a time as one vmapped program). Re-running skips finished jobs and resumes
+    the rest.
     """
     from tfbind_dist.sweeps.runner import run_sweep
     from tfbind_dist.sweeps.spec import load_spec, select_jobs
@@ -514,7 +537,7 @@ def sweep(spec, out, *, address: str = "local", data=None, overrides: dict[str, 
     _reach(writes=[out])
     return run_sweep(spec, out, address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
                      tpus_per_job=tpus_per_job, hosts_per_job=hosts_per_job, max_retries=max_retries,
-                     progress=progress)
+                     pack=pack, progress=progress)
 
 
 def tune(spec, out, *, address: str = "local", data=None, overrides: dict[str, Any] | None = None,

@@ -89,7 +89,7 @@ def cmd_sweep(args) -> int:
     final = api.sweep(args.spec, args.out, address=args.address, data=args.data, overrides=C.parse_set_args(args.set),
                       only=C.parse_set_args(args.only), cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
                       tpus_per_job=args.tpus_per_job, hosts_per_job=args.hosts_per_job, max_retries=args.max_retries,
-                      progress=not args.quiet)
+                      pack=args.pack, progress=not args.quiet)
     failed = int((final.state == "failed").sum())
     print(f"{int((final.state == 'finished').sum())}/{len(final)} jobs finished"
           + (f", {failed} failed" if failed else "") + f"; leaderboard: {args.out}/leaderboard.md")
@@ -355,11 +355,16 @@ def _parser_sweep(sub) -> None:
     p.add_argument("--only", action="append", metavar="KEY=V1,V2", default=[],
                    help="run only jobs whose field has one of these values, e.g. --only data.tf=GABPA,REST")
     p.add_argument("--cpus-per-job", type=float, help="CPUs per job (default: the spec's resources, else 1)")
-    p.add_argument("--gpus-per-job", type=float, help="GPUs per job; the job's mesh uses all it gets")
+    p.add_argument("--gpus-per-job", type=float,
+                   help="GPUs per job (or per pack); the job's mesh uses all it gets. A fraction (e.g. 0.25) "
+                        "shares a GPU: each process's XLA memory fraction is set to 90%% of its share")
     p.add_argument("--tpus-per-job", type=float, help="TPU chips per job (Ray resource 'TPU')")
     p.add_argument("--hosts-per-job", type=int,
                    help="nodes per job (multi-host: one process per node via jax.distributed; a spec's "
                         "`resources: {hosts: N}` sets it); resources above are per node")
+    p.add_argument("--pack", type=_positive_int,
+                   help="train up to K jobs that share an architecture, batch shape and resources as one "
+                        "vmapped program (overrides the spec's `pack:`; 1 = one process per job, the default)")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a job whose worker or node died")
     p.add_argument("--quiet", action="store_true", help="no live table")
     p.set_defaults(func=cmd_sweep)

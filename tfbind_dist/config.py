@@ -19,7 +19,7 @@ from tfbind_dist.registry import MODEL_PRESETS, N_POLICIES, SPLITS, TFS  # noqa:
 from tfbind_dist.storage import epath, is_remote
 
 # Settings of how one invocation runs, not of what it trains (ignored when resuming or naming a job).
-OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout")
+OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout", "train.steps_per_dispatch")
 
 
 def absolute_data_path(path: str) -> str:
@@ -67,6 +67,7 @@ class TrainConfig:
     patience: int = 0  # stop after this many evaluations without a better validation auROC (0 = never)
     with_baseline: bool = False  # also fit the 6-mer logistic-regression baseline; its auROC goes in summary.json
     halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
+    steps_per_dispatch: int = 1  # train steps per device dispatch (less host overhead; halt_after stops at a block end)
     stall_timeout: float = 600.0  # exit (status 75) when a step, evaluation or checkpoint makes no progress this long (0 = never)
 
 
@@ -105,6 +106,7 @@ class RunConfig:
             (self.train.eval_every > 0, "train.eval_every", "positive"),
             (self.train.jitter >= 0, "train.jitter", "zero or positive"),
             (self.train.patience >= 0, "train.patience", "zero or positive"),
+            (self.train.steps_per_dispatch > 0, "train.steps_per_dispatch", "positive"),
             (self.train.stall_timeout >= 0, "train.stall_timeout", "zero or positive"),
             (self.data.eval_batch_size > 0, "data.eval_batch_size", "positive"),
         ]

@@ -3,7 +3,8 @@ resources of a training process, job ids, and the leaderboard files.
 
 Both kinds of spec start from a recipe the same way as `tfbind train` (`config.load_recipe`: the
 spec's `recipe:`, else the default recipe), then apply `defaults:` and the command line's `--set`.
-`resources:` means the same in both: per training process `cpus`, `gpus`, `tpus` (Ray resource
+Packing (`training/packing.py`): which runs may share one vmapped program (`pack_key`) and
+how a list of jobs is cut into packs (`group_into_packs`). `resources:` means the same in both: per training process `cpus`, `gpus`, `tpus` (Ray resource
 `TPU`), and `hosts` (processes of one multi-host job, one per node).
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, TypeVar
 
 from tfbind_dist import config as C
 from tfbind_dist.errors import ConfigError
@@ -61,6 +62,56 @@ def job_id(config: C.RunConfig) -> str:
     """A run's stable name from its resolved config: `{tf}-{model}-s{seed}-{hash8}`."""
     digest = hashlib.sha256(json.dumps(config.identity(), sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config.data.tf}-{config.model.name}-s{config.train.seed}-{digest}"
+
+
+# What the members of one pack may differ in (dotted config keys); all other settings must be equal.
+MEMBER_KEYS = ("data.tf", "data.path", "data.synth_n_train", "data.synth_seed", "data.eval_batch_size",
+               "train.seed", "train.learning_rate", "train.weight_decay", "train.patience", "train.eval_every",
+               "train.with_baseline", "train.halt_after", "model.overrides.dropout_rate")
+
+
+def pack_key(config: C.RunConfig) -> str:
+    """The settings every member of a pack shares, as one string: runs with equal keys can be packed."""
+    data = config.to_dict()
+    for key in MEMBER_KEYS:
+        *parents, name = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node.pop(name, None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def check_packable(configs: Sequence[C.RunConfig]) -> None:
+    """Raise a ConfigError naming the first setting in which the runs cannot share one program."""
+    first = json.loads(pack_key(configs[0]))
+    for config in configs[1:]:
+        other = json.loads(pack_key(config))
+        for section in first:
+            for name in sorted(set(first[section]) | set(other[section])):
+                if first[section].get(name) != other[section].get(name):
+                    raise ConfigError(
+                        f"runs {configs[0].data.tf} and {config.data.tf} cannot share a pack: {section}.{name} is "
+                        f"{first[section].get(name)!r} vs {other[section].get(name)!r} (members may differ only "
+                        f"in {', '.join(MEMBER_KEYS)})")
+
+
+T = TypeVar("T")
+
+
+def group_into_packs(items: Sequence[T], key, size: int) -> list[list[T]]:
+    """`items` grouped by `key(item)` (None: never packed) into packs of at most `size`, in first-seen order."""
+    groups: dict[Any, list[list[T]]] = {}
+    packs: list[list[T]] = []
+    for item in items:
+        k = key(item) if size > 1 else None
+        if k is None or not groups.get(k) or len(groups[k][-1]) >= size:
+            packs.append([item])
+            if k is not None:
+                groups.setdefault(k, []).append(packs[-1])
+        else:
+            groups[k][-1].append(item)
+    return packs
 
 
 @dataclass(frozen=True)

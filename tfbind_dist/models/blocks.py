@@ -59,6 +59,21 @@ class ConvBlock(nn.Module):
         return max_pool(x, self.pool_size)
 
 
+class Dropout(nn.Dropout):
+    """`nn.Dropout` whose rate may also be a traced array: in a packed program (`training/packing.py`)
+    each member trains with its own dropout rate. A number rate behaves exactly as `nn.Dropout`."""
+
+    def __call__(self, inputs, deterministic: bool | None = None, rng=None):
+        if isinstance(self.rate, (int, float)):
+            return super().__call__(inputs, deterministic, rng)
+        if nn.merge_param("deterministic", self.deterministic, deterministic):
+            return inputs
+        keep = 1.0 - self.rate
+        mask = jax.random.bernoulli(rng if rng is not None else self.make_rng(self.rng_collection), p=keep,
+                                    shape=inputs.shape)
+        return jax.lax.select(mask, inputs / keep, jnp.zeros_like(inputs))
+
+
 class MLPBlock(nn.Module):
     """Dense -> GELU -> Dropout."""
 
@@ -68,7 +83,7 @@ class MLPBlock(nn.Module):
     @nn.compact
     def __call__(self, x, is_training: bool = True):
         x = gelu(nn.Dense(self.dense_units)(x))
-        return nn.Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
+        return Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
 
 
 class TransformerBlock(nn.Module):
@@ -82,5 +97,5 @@ class TransformerBlock(nn.Module):
     def __call__(self, x, is_training: bool = True):
         x = x + nn.SelfAttention(num_heads=self.num_heads)(nn.LayerNorm()(x))
         y = gelu(nn.Dense(self.dense_units)(nn.LayerNorm()(x)))
-        y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=not is_training)
+        y = Dropout(rate=self.dropout_rate)(y, deterministic=not is_training)
         return x + nn.Dense(self.dense_units)(y)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from tfbind_dist.data.encoding import reverse_complement_one_hot
 from tfbind_dist.errors import ConfigError
-from tfbind_dist.models.blocks import ConvBlock, MLPBlock, TransformerBlock, gelu, max_pool
+from tfbind_dist.models.blocks import ConvBlock, Dropout, MLPBlock, TransformerBlock, gelu, max_pool
 from tfbind_dist.models.splits import ConvStemSplit, MotifPoolSplit, batch_norm, chain, conv_stage, dense
 
 
@@ -62,7 +62,7 @@ class ConvModelV2(nn.Module):
         x = x.reshape((x.shape[0], -1))
         for units in (self.dense_units, self.dense_units // 2):
             x = gelu(nn.Dense(units)(x))
-            x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
+            x = Dropout(rate=self.dropout_rate)(x, deterministic=not is_training)
         return nn.Dense(1)(x)
 
     @nn.nowrap
@@ -140,7 +140,7 @@ class _MotifPoolTrunk(nn.Module):
     @nn.compact
     def __call__(self, x, is_training: bool):
         bn = lambda: nn.BatchNorm(use_running_average=not is_training)  # noqa: E731
-        drop = lambda r: nn.Dropout(rate=r, deterministic=not is_training)  # noqa: E731
+        drop = lambda r: Dropout(rate=r, deterministic=not is_training)  # noqa: E731
         x = nn.Conv(self.conv_filters, kernel_size=(self.kernel_size,), padding="SAME")(x)
         motifs = ACTIVATIONS[self.activation](bn()(x))
         composition = motifs.mean(axis=-2)  # how much of each motif-like word the window holds

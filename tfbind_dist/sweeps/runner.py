@@ -6,6 +6,10 @@ accelerators Ray assigned). A task whose worker or node dies is retried by Ray
 (`max_retries`) and resumes from the job's latest checkpoint: the run directory
 under SWEEP_DIR, on storage every node can reach, is the job's whole state.
 Finished jobs (their run directory holds a summary) are not submitted again.
+
+With `pack: K`, jobs that share an architecture and batch shape (`training.packing.pack_key`)
+and their resources run K at a time as one packed Ray task (`training.loop.train_pack`); each
+keeps its own run directory, so the table, retries, resume and the report are the same.
 """
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ from tfbind_dist.ray_utils import connect
 from tfbind_dist.rundir import RunDir
 from tfbind_dist.errors import StorageError
 from tfbind_dist.storage import as_path, storage_env, storage_fault, write_text_atomic
-from tfbind_dist.experiment import Resources
-from tfbind_dist.launch import start_processes
+from tfbind_dist.experiment import Resources, group_into_packs, pack_key
+from tfbind_dist.launch import start_pack, start_processes
 from tfbind_dist.sweeps.report import write_report
 from tfbind_dist.sweeps.spec import Job, SweepSpec
 
@@ -92,10 +96,12 @@ class LiveTable:
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_per_job: float | None = None,
               gpus_per_job: float | None = None, tpus_per_job: float | None = None, hosts_per_job: int | None = None,
-              max_retries: int = 2, poll_seconds: float = 2.0, progress: bool = True) -> pd.DataFrame:
+              max_retries: int = 2, poll_seconds: float = 2.0, progress: bool = True,
+              pack: int | None = None) -> pd.DataFrame:
     """Run every unfinished job of `spec` on Ray; returns the final status table and writes the report.
 
-    The `*_per_job` arguments, when given, replace every job's resources from the spec.
+    The `*_per_job` arguments, when given, replace every job's resources from the spec; `pack`, when
+    given, replaces the spec's `pack`.
     """
     out = as_path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,36 +118,49 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str = "local", cpus_
         import ray
 
         group = ray.remote(_train_group)
-        refs = {}
-        for job in todo:
-            resources = job.resources.with_flags(cpus=cpus_per_job, gpus=gpus_per_job, tpus=tpus_per_job,
-                                                 hosts=hosts_per_job)
-            if resources.hosts > 1:  # the group task only coordinates; its processes hold the resources
+        refs: dict[Any, list[str]] = {}
+
+        def resources_of(job: Job) -> Resources:
+            return job.resources.with_flags(cpus=cpus_per_job, gpus=gpus_per_job, tpus=tpus_per_job,
+                                            hosts=hosts_per_job)
+
+        def packable(job: Job):
+            resources = resources_of(job)
+            return None if resources.hosts > 1 else (pack_key(job.config), resources)
+
+        for members in group_into_packs(todo, packable, spec.pack if pack is None else pack):
+            job, resources = members[0], resources_of(members[0])
+            if len(members) > 1:
+                ref = start_pack([m.config.to_dict() for m in members], [str(out / m.job_id) for m in members],
+                                 resources, "SPREAD", max_retries=max_retries, name=f"pack-{job.job_id}")
+            elif resources.hosts > 1:  # the group task only coordinates; its processes hold the resources
                 ref = group.options(num_cpus=0, max_retries=max_retries, name=job.job_id).remote(
                     job.config.to_dict(), str(out / job.job_id), resources, max_retries)
             else:
                 (ref,) = start_processes(job.config.to_dict(), str(out / job.job_id), resources, lambda i: "SPREAD",
                                          max_retries=max_retries, name=job.job_id)
-            refs[ref] = job.job_id
-            states[job.job_id] = "running"
+            refs[ref] = [m.job_id for m in members]
+            for member in members:
+                states[member.job_id] = "running"
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=poll_seconds, fetch_local=False)
                 for ref in done:
-                    jid = refs.pop(ref)
+                    jids = refs.pop(ref)
                     try:
                         ray.get(ref)
-                        states[jid] = "finished"
+                        states.update(dict.fromkeys(jids, "finished"))
                     except Exception as err:  # a job's failure is reported, the sweep goes on
                         if storage_fault(err):  # ... unless its storage is full: every other job would fail too
                             for other in refs:
                                 ray.cancel(other, force=True)
-                            raise StorageError(f"{out / jid}: no space left on the device holding it, or the "
+                            raise StorageError(f"{out / jids[0]}: no space left on the device holding it, or the "
                                                "storage refused a write; free space and re-run the same command: "
                                                "finished jobs are kept, the others resume from their last "
                                                "checkpoints") from None
-                        states[jid] = "failed"
-                        errors[jid] = str(err).strip().splitlines()[-1]
+                        for jid in jids:
+                            states[jid] = "failed"
+                            errors[jid] = str(err).strip().splitlines()[-1]
                 table.show([job_status(out, j, states[j.job_id]) for j in spec.jobs])
         except KeyboardInterrupt:
             for ref in refs:

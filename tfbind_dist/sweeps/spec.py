@@ -12,6 +12,7 @@ jobs:                # optional extra jobs: override dicts applied on top of def
   - {data.tf: ZNF24, model.name: baseline}
   - {data.tf: CTCF, resources: {hosts: 2}}   # a job may ask for its own resources
 resources: {cpus: 1, gpus: 0, tpus: 0, hosts: 1}   # per training process (the --*-per-job flags override)
+pack: 10             # train up to 10 jobs of one architecture as one vmapped program (--pack overrides; 1: never)
 ```
 Every job gets a stable id from its resolved config: `{tf}-{model}-s{seed}-{hash8}`.
 """
@@ -24,9 +25,9 @@ from typing import Any
 
 from tfbind_dist import config as C
 from tfbind_dist.errors import ConfigError
-from tfbind_dist.experiment import Resources, base_config, job_id, parse_resources, read_spec
+from tfbind_dist.experiment import Resources, base_config, job_id, number, parse_resources, read_spec
 
-SPEC_KEYS = {"name", "recipe", "defaults", "matrix", "jobs", "resources"}
+SPEC_KEYS = {"name", "recipe", "defaults", "matrix", "jobs", "resources", "pack"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Job:
 class SweepSpec:
     name: str
     jobs: tuple[Job, ...]
+    pack: int = 1  # at most this many jobs per packed program (training/packing.py)
 
 
 def _apply(base: C.RunConfig, overrides: dict[str, Any], where: str) -> C.RunConfig:
@@ -77,7 +79,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
             continue
         seen.add(jid)
         jobs.append(Job(jid, cfg, job_resources))
-    return SweepSpec(raw.get("name") or path.stem, tuple(jobs))
+    pack = number(raw.get("pack", 1), f"{path}: pack", int, 1)
+    return SweepSpec(raw.get("name") or path.stem, tuple(jobs), pack)
 
 
 def select_jobs(spec: SweepSpec, only: dict[str, str]) -> SweepSpec:
@@ -88,4 +91,4 @@ def select_jobs(spec: SweepSpec, only: dict[str, str]) -> SweepSpec:
         jobs = tuple(j for j in jobs if str(C.get_value(j.config, key)) in wanted)
     if not jobs:
         raise ConfigError(f"--only {only} selects no job of sweep {spec.name!r}")
-    return SweepSpec(spec.name, jobs)
+    return SweepSpec(spec.name, jobs, spec.pack)

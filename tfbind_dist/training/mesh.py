@@ -34,7 +34,11 @@ class MeshPlan:
 
     @property
     def batch(self) -> NamedSharding:
-        return NamedSharding(self.mesh, P(DATA_AXIS))
+        return self.stacked_batch(0)
+
+    def stacked_batch(self, leading: int) -> NamedSharding:
+        """Batches stacked on `leading` axes (steps of a dispatch, members of a pack), split along the next."""
+        return NamedSharding(self.mesh, P(*([None] * leading), DATA_AXIS))
 
 
 def make_mesh(devices=None) -> MeshPlan:
@@ -51,10 +55,12 @@ def check_batch_divisible(batch_size: int, plan: MeshPlan, what: str = "train.ba
         )
 
 
-def shard_batch(plan: MeshPlan, local_batch):
-    """Place this process's slice of a global batch onto the mesh (works single- and multi-process)."""
+def shard_batch(plan: MeshPlan, local_batch, leading: int = 0):
+    """Place this process's slice of a global batch onto the mesh (works single- and multi-process); with
+    `leading` axes, batches stacked on them (see `MeshPlan.stacked_batch`)."""
+    sharding = plan.stacked_batch(leading)
     if jax.process_count() == 1:
-        return jax.device_put(local_batch, plan.batch)
+        return jax.device_put(local_batch, sharding)
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(plan.batch, np.asarray(x)), local_batch
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
     )

@@ -27,19 +27,26 @@ def model_variables(params, batch_stats) -> dict[str, Any]:
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def make_schedule(cfg: TrainConfig) -> optax.Schedule:
-    """Cosine decay from the learning rate over all steps, with an optional linear warm-up."""
+def make_schedule(cfg: TrainConfig, learning_rate=None) -> optax.Schedule:
+    """Cosine decay from the learning rate over all steps, with an optional linear warm-up.
+
+    The peak is a factor outside the schedule's shape, so it may be a traced value: each member of a
+    packed program (`training/packing.py`) has its own learning rate, and a solo run computes the same.
+    """
+    peak = cfg.learning_rate if learning_rate is None else learning_rate
     if cfg.warmup_steps:
-        return optax.warmup_cosine_decay_schedule(
-            0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1)
-        )
-    return optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=cfg.steps)
+        shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1))
+    else:
+        shape = optax.cosine_decay_schedule(1.0, decay_steps=cfg.steps)
+    return lambda count: peak * shape(count)
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    schedule = make_schedule(cfg)
+def make_optimizer(cfg: TrainConfig, learning_rate=None, weight_decay=None) -> optax.GradientTransformation:
+    """The recipe's optimiser; `learning_rate` / `weight_decay`, when given (numbers or traced arrays),
+    replace the config's. Its state's structure does not depend on either."""
+    schedule = make_schedule(cfg, learning_rate)
     if cfg.optimizer == "adamw":
-        return optax.adamw(schedule, weight_decay=cfg.weight_decay)
+        return optax.adamw(schedule, weight_decay=cfg.weight_decay if weight_decay is None else weight_decay)
     return optax.adam(schedule)
 
 

@@ -1,7 +1,7 @@
 """Jitted train and predict steps on uint8 base codes (one-hot is made on device)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -11,7 +11,7 @@ import optax
 from tfbind_dist.config import TrainConfig
 from tfbind_dist.data.encoding import N_CODE, one_hot, reverse_complement
 from tfbind_dist.training.mesh import MeshPlan
-from tfbind_dist.training.state import TrainState, model_variables
+from tfbind_dist.training.state import TrainState, make_optimizer, model_variables
 
 
 def augment(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.Array:
@@ -33,17 +33,22 @@ def augment(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.A
     return codes.astype(jnp.uint8)
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: MeshPlan, n_policy: str,
-                    train: TrainConfig | None = None) -> Callable:
-    """Return train_step(state, codes, labels) -> (state, loss), jitted with the state donated.
+class MemberHypers(NamedTuple):
+    """The settings the members of one packed program may differ in, one value per member (traced)."""
 
-    `codes` (B, L) uint8 and `labels` (B,) are sharded over the mesh's data axis; the
-    loss is the mean sigmoid binary cross-entropy over the global batch. `train`'s
-    augment_rc / jitter, when set, transform each batch on device first.
+    learning_rate: jax.Array
+    weight_decay: jax.Array
+    dropout_rate: jax.Array
+
+
+def _member_step(model_for: Callable, tx_for: Callable, n_policy: str, rc: bool, jitter: int) -> Callable:
+    """step(state, codes, labels, hypers) -> (state, loss): one optimisation step of one model.
+
+    `model_for(hypers)` / `tx_for(hypers)` give the model and optimiser (a solo run ignores `hypers`).
     """
-    rc, jitter = (train.augment_rc, train.jitter) if train is not None else (False, 0)
 
-    def train_step(state: TrainState, codes, labels):
+    def step(state: TrainState, codes, labels, hypers):
+        model, tx = model_for(hypers), tx_for(hypers)
         dropout_key = jax.random.fold_in(state.rng, state.step)
         if rc or jitter:
             codes = augment(codes, jax.random.fold_in(dropout_key, 1), rc=rc, jitter=jitter)
@@ -67,9 +72,62 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: Me
         params = optax.apply_updates(state.params, updates)
         return state.replace(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state), loss
 
+    return step
+
+
+def _in_blocks(step: Callable) -> Callable:
+    """step over a block of batches stacked on a leading axis, all in one dispatch; returns the final state
+    and the loss of every step. Each step is fenced off from the next (`optimization_barrier`), so XLA
+    compiles it as it compiles a single step and the block computes what one step per dispatch does."""
+
+    def block(state, codes, labels, *rest):
+        losses = []
+        for i in range(codes.shape[0]):
+            state, loss = jax.lax.optimization_barrier(step(state, codes[i], labels[i], *rest))
+            losses.append(loss)
+        return state, jnp.stack(losses)
+
+    return block
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: MeshPlan, n_policy: str,
+                    train: TrainConfig | None = None) -> Callable:
+    """Return train_step(state, codes, labels) -> (state, losses), jitted with the state donated.
+
+    `codes` (S, B, L) uint8 and `labels` (S, B) are S consecutive batches (S = the steps of one
+    dispatch), each sharded over the mesh's data axis; each loss is the mean sigmoid binary
+    cross-entropy over its global batch. `train`'s augment_rc / jitter, when set, transform each
+    batch on device first.
+    """
+    rc, jitter = (train.augment_rc, train.jitter) if train is not None else (False, 0)
+    step = _member_step(lambda _: model, lambda _: tx, n_policy, rc, jitter)
+    block = _in_blocks(lambda state, codes, labels: step(state, codes, labels, None))
     return jax.jit(
-        train_step,
-        in_shardings=(plan.replicated, plan.batch, plan.batch),
+        block,
+        in_shardings=(plan.replicated, plan.stacked_batch(1), plan.stacked_batch(1)),
+        out_shardings=(plan.replicated, plan.replicated),
+        donate_argnums=(0,),
+    )
+
+
+def make_packed_train_step(model_for: Callable, train: TrainConfig, plan: MeshPlan, n_policy: str) -> Callable:
+    """Return packed_step(states, codes, labels, hypers, active) -> (states, losses) for K models of one
+    architecture trained as one program: their states stacked on a leading axis, `codes` (S, K, B, L) and
+    `labels` (S, K, B) one batch per member per step, `hypers` a MemberHypers of (K,) values, `active` (K,)
+    bool. An inactive member's state is carried through unchanged (a member stopped early, or finished).
+    `model_for(dropout_rate)` builds a member's model."""
+    step = _member_step(lambda h: model_for(h.dropout_rate),
+                        lambda h: make_optimizer(train, learning_rate=h.learning_rate, weight_decay=h.weight_decay),
+                        n_policy, train.augment_rc, train.jitter)
+
+    def packed_step(states, codes, labels, hypers, active):
+        new, losses = jax.vmap(step)(states, codes, labels, hypers)
+        keep = lambda n, o: jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)  # noqa: E731
+        return jax.tree.map(keep, new, states), losses
+
+    return jax.jit(
+        _in_blocks(packed_step),
+        in_shardings=(plan.replicated, plan.stacked_batch(2), plan.stacked_batch(2), plan.replicated, plan.replicated),
         out_shardings=(plan.replicated, plan.replicated),
         donate_argnums=(0,),
     )
