@@ -27,6 +27,9 @@ def test_spec_validation_names_the_bad_key(tmp_path):
     bad.write_text(yaml.safe_dump({"matrix": {"data.tf": ["CTCF"], "model.nme": ["conv"]}}))
     proc = run_cli("sweep", bad, "--out", tmp_path / "s")
     assert proc.returncode == 2 and "model.nme" in proc.stderr
+    bad.write_text(yaml.safe_dump({"pack": 0}))
+    proc = run_cli("sweep", bad, "--out", tmp_path / "s")
+    assert proc.returncode == 2 and "pack must be an integer >= 1" in proc.stderr
     spec = load_spec(REPO / "jobs" / "per_tf.yaml", {"steps": "100"})
     assert len(spec.jobs) == 10 and {j.config.train.steps for j in spec.jobs} == {100}
     assert len({j.job_id for j in spec.jobs}) == 10

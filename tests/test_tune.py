@@ -36,6 +36,8 @@ BASE = {"name": "t", "tfs": ["CTCF"], "space": {"train.learning_rate": {"logunif
     ({"resources": {"cpus": 0}}, "needs cpus, gpus or tpus"),
     ({"num_samples": "many"}, "num_samples must be an integer"),
     ({"tfs": ["CTCF", "CTCF"]}, "'CTCF' is listed twice"),
+    ({"pack": "yes"}, "pack must be true or false"),
+    ({"pack": True, "objective": "per_tf", "resources": {"hosts": 2}}, "false with resources.hosts > 1"),
     ({"scheduler": {"name": "asha", "grace_period": 5000}}, "scheduler.grace_period=5000 is longer"),
     ({"recipe": "nope"}, "recipe: unknown recipe 'nope'"),
     ({"space": {"model.overrides.widht": {"choice": [1, 2]}}}, "space.model.overrides.widht=1"),
@@ -242,3 +244,22 @@ def test_trials_that_draw_the_same_parameters_share_one_run(ray_cluster, synth_d
     assert sorted(table.steps) == [0, 0, 30]  # trained once, counted once
     assert len((run / "attempts.jsonl").read_text().splitlines()) == 1
     assert table.objective.nunique() == 1
+
+
+@pytest.mark.slow
+def test_a_packed_trial_trains_its_tfs_as_one_program(ray_cluster, synth_dir, tmp_path):
+    spec = _write(tmp_path, {
+        "name": "packed", "recipe": "chapter", "defaults": {"model": {"name": "fewer_conv_channels"},
+                                                            "train": {"steps": 20, "eval_every": 10}},
+        "tfs": ["CTCF", "ZNF24"], "space": {"train.learning_rate": {"grid": [0.001, 0.003]}}, "scheduler": "none",
+        "resources": {"cpus": 1}, "num_samples": 1, "pack": True})
+    out = tmp_path / "search"
+    run_cli("tune", spec, "--out", out, "--address", ray_cluster, "--data", synth_dir, "--quiet",
+            env_extra={"XLA_FLAGS": ""}, check=True)
+    table = pd.read_parquet(out / "leaderboard.parquet")
+    assert len(table) == 2 and set(table.state) == {"finished"}
+    runs = list(out.glob("runs/*"))
+    assert len(runs) == 4 and {json.loads((r / "summary.json").read_text())["pack_size"] for r in runs} == {2}
+    attempts = [json.loads(line) for r in runs for line in (r / "attempts.jsonl").read_text().splitlines()]
+    assert len(attempts) == 4 and {a["pack"] for a in attempts} == {2}
+    assert len({a["pid"] for a in attempts}) == 2  # one process per trial

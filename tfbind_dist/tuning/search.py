@@ -2,7 +2,8 @@
 
 Ray Tune decides what to train and when to stop (its searchers, ASHA); the training is
 the project's own: each trial starts the processes of `train_and_evaluate` through the
-shared launcher (`tfbind_dist.launch`), one run directory per TF under OUT/runs/ (named by its
+shared launcher (`tfbind_dist.launch`), or with `pack: true` one process training all its
+TFs as one packed program (`train_pack`), one run directory per TF under OUT/runs/ (named by its
 configuration, so trials that draw the same parameters share it: see `RunClaims`), and
 reports every evaluation's validation auROC (mean over the TFs) to Tune by reading the
 runs' metrics. A trial's runs are its whole state: a trial that Tune restarts (its node
@@ -28,7 +29,7 @@ import pandas as pd
 
 from tfbind_dist.errors import ConfigError
 from tfbind_dist.experiment import write_leaderboard
-from tfbind_dist.launch import start_processes
+from tfbind_dist.launch import start_pack, start_processes
 from tfbind_dist.ray_utils import connect
 from tfbind_dist.storage import AnyPath, as_path, is_remote, storage_env, write_text_atomic
 from tfbind_dist.tuning.report import METRIC, evaluations, trial_runs, write_search_report
@@ -76,19 +77,30 @@ def _run_trial(params: dict[str, Any], *, spec: SearchSpec, root: str, claims, p
     group = ray.util.get_current_placement_group()
     refs: dict[str, list] = {}  # TF -> this trial's processes training its run
 
-    def start(k: int, tf: str, run) -> None:
-        place = lambda i: PlacementGroupSchedulingStrategy(  # noqa: E731
-            group, placement_group_bundle_index=k * spec.resources.hosts + i)
-        refs[tf] = start_processes(spec.trial_config(params, tf).to_dict(), str(run.path), spec.resources, place)
+    def place(bundle: int):
+        return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)
+
+    def start(claimed: list[tuple[int, str, Any]]) -> list:
+        """Start training the runs this trial has just claimed: one packed process, or processes per run."""
+        if spec.pack:
+            ref = start_pack([spec.trial_config(params, tf).to_dict() for _, tf, _ in claimed],
+                             [str(run.path) for _, _, run in claimed], spec.resources, place(0))
+            refs.update({tf: [ref] for _, tf, _ in claimed})
+            return [ref]
+        for k, tf, run in claimed:
+            refs[tf] = start_processes(spec.trial_config(params, tf).to_dict(), str(run.path), spec.resources,
+                                       lambda i: place(k * spec.resources.hosts + i))
+        return [ref for _, tf, _ in claimed for ref in refs[tf]]
 
     last_step = spec.trial_config(params, spec.tfs[0]).train.steps
     reported, seen, active = -1, None, []
     try:
         while True:
-            for k, (tf, run) in enumerate(runs.items()):
-                if tf not in refs and not run.is_finished() and ray.get(claims.claim.remote(str(run.path), trial_id)):
-                    start(k, tf, run)
-                    active += refs[tf]
+            claimed = [(k, tf, run) for k, (tf, run) in enumerate(runs.items())
+                       if tf not in refs and not run.is_finished()
+                       and ray.get(claims.claim.remote(str(run.path), trial_id))]
+            if claimed:
+                active += start(claimed)
             if active:
                 done, active = ray.wait(active, num_returns=len(active), timeout=poll_seconds)
                 ray.get(done)  # a failed process fails the trial at once: Tune restarts it and its runs resume
@@ -104,7 +116,7 @@ def _run_trial(params: dict[str, Any], *, spec: SearchSpec, root: str, claims, p
             if finished:
                 return
     finally:  # stopped by the scheduler (or failed): stop its training processes, let another trial take its runs
-        for ref in (ref for group_refs in refs.values() for ref in group_refs):
+        for ref in {ref for group_refs in refs.values() for ref in group_refs}:
             ray.cancel(ref, force=True)
         claims.release.remote([str(run.path) for tf, run in runs.items() if tf in refs], trial_id)
 
@@ -144,7 +156,7 @@ def _run_experiment(spec: SearchSpec, out: AnyPath, *, progress: bool, poll_seco
         ray.get_runtime_context().get_node_id(), soft=False)).remote()
     trainable = tune.with_parameters(_run_trial, spec=spec, root=_storage_path(out), claims=claims,
                                      poll_seconds=poll_seconds)
-    workers = [spec.resources.bundle()] * (spec.resources.hosts * len(spec.tfs))
+    workers = [spec.resources.bundle()] * spec.trial_processes()
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory(
         [{}, *workers], strategy="STRICT_SPREAD" if spec.resources.hosts > 1 else "PACK"))
     experiment = f"{_storage_path(out).rstrip('/')}/{EXPERIMENT}"

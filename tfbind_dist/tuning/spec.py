@@ -16,6 +16,7 @@ space:                       # any run-config field, by dotted key
 searcher: random             # random | optuna (TPE; not with `grid`)
 scheduler: {name: asha, grace_period: 300, reduction_factor: 3}   # or `none`
 resources: {cpus: 1, gpus: 0, tpus: 0, hosts: 1}   # per training process; hosts > 1: one process per node
+pack: true                   # a trial's runs (one per TF) train as one vmapped program in one process
 max_concurrent: 2            # trials at once (0: as many as fit)
 num_samples: 8
 seed: 0
@@ -31,7 +32,7 @@ from tfbind_dist import config as C
 from tfbind_dist.experiment import Resources, base_config, number, parse_resources, read_spec
 
 SPEC_KEYS = {"name", "recipe", "defaults", "tfs", "objective", "space", "searcher", "scheduler", "resources",
-             "max_concurrent", "num_samples", "seed"}
+             "max_concurrent", "num_samples", "seed", "pack"}
 DOMAINS = ("choice", "grid", "uniform", "loguniform", "randint")
 SEARCHERS = ("random", "optuna")
 OBJECTIVES = ("mean", "per_tf")
@@ -59,6 +60,11 @@ class SearchSpec:
     max_concurrent: int = 0
     num_samples: int = 4
     seed: int = 0
+    pack: bool = False  # a trial's per-TF runs as one packed program (training/packing.py), on one bundle
+
+    def trial_processes(self) -> int:
+        """Training processes one trial starts: one packed process, else one per TF and host."""
+        return 1 if self.pack else self.resources.hosts * len(self.tfs)
 
     def max_steps(self) -> int:
         """The longest a trial trains (train.steps, or its largest searched value)."""
@@ -74,7 +80,8 @@ class SearchSpec:
                 "space": {k: [d, list(a)] for k, (d, a) in self.space.items()}, "searcher": self.searcher,
                 "scheduler": vars(self.scheduler), "cpus": self.resources.cpus, "gpus": self.resources.gpus,
                 "tpus": self.resources.tpus, "hosts": self.resources.hosts,
-                "max_concurrent": self.max_concurrent, "num_samples": self.num_samples, "seed": self.seed}
+                "max_concurrent": self.max_concurrent, "num_samples": self.num_samples, "seed": self.seed,
+                "pack": self.pack}
 
     def tune_space(self) -> dict[str, Any]:
         """The space as Ray Tune domains, keyed by dotted config key."""
@@ -181,12 +188,16 @@ def load_search(path: str | Path, overrides: dict[str, Any] | None = None) -> Se
     hosts = resources.hosts
     if hosts > 1 and objective == "mean" and len(tfs) > 1:
         raise C.ConfigError(f"{path}: resources.hosts={hosts} trains one TF per trial; use objective: per_tf")
+    pack = raw.get("pack", False)
+    if not isinstance(pack, bool) or (pack and hosts > 1):
+        raise C.ConfigError(f"{path}: pack must be true or false (and false with resources.hosts > 1: a pack "
+                            f"runs in one process); got {pack!r}")
     spec = SearchSpec(
         name=raw.get("name") or path.stem, base=base, tfs=tuple(tfs), objective=objective, space=space,
         searcher=searcher, scheduler=scheduler, resources=resources,
         max_concurrent=number(raw.get("max_concurrent", 0), f"{path}: max_concurrent", int, 0),
         num_samples=number(raw.get("num_samples", 4), f"{path}: num_samples", int, 1),
-        seed=number(raw.get("seed", 0), f"{path}: seed", int, 0))
+        seed=number(raw.get("seed", 0), f"{path}: seed", int, 0), pack=pack)
     if scheduler.name == "asha" and spec.grace_steps() > spec.max_steps():
         raise C.ConfigError(f"{path}: scheduler.grace_period={spec.grace_steps()} is longer than the trials "
                             f"({spec.max_steps()} steps); lower it or raise train.steps")
