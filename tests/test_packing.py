@@ -169,6 +169,10 @@ def test_runs_that_cannot_share_a_program_are_named(ten_tf_dir, tmp_path):
         train_pack([a, C.with_overrides(a, {"model.name": "baseline"})], [tmp_path / "a", tmp_path / "b"],
                    progress=False)
     assert not (tmp_path / "a").exists()  # refused before any run directory is written
+    from tfbind_dist import api
+
+    with pytest.raises(ConfigError, match="2 configs but 1 run directories"):
+        api.train_pack([a, b], [tmp_path / "a"])
     packs = group_into_packs(list("aAbBcCa"), lambda x: x.lower() if x != "c" else None, 2)
     assert packs == [["a", "A"], ["b", "B"], ["c"], ["C"], ["a"]]
     assert group_into_packs([1, 2, 3], lambda x: 0, 1) == [[1], [2], [3]]

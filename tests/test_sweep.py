@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, kill_node_under_a_checkpointed_run, run_cli, start_cli
+from tfbind_dist.experiment import group_into_packs, pack_key
 from tfbind_dist.sweeps.spec import load_spec
 
 
@@ -33,6 +34,8 @@ def test_spec_validation_names_the_bad_key(tmp_path):
     spec = load_spec(REPO / "jobs" / "per_tf.yaml", {"steps": "100"})
     assert len(spec.jobs) == 10 and {j.config.train.steps for j in spec.jobs} == {100}
     assert len({j.job_id for j in spec.jobs}) == 10
+    packed = load_spec(REPO / "jobs" / "per_tf_packed.yaml")
+    assert packed.pack == 10 and [len(p) for p in group_into_packs(packed.jobs, lambda j: pack_key(j.config), 10)] == [10]
     assert load_spec(REPO / "jobs" / "per_tf.yaml").jobs[0].job_id == load_spec(REPO / "jobs" / "per_tf.yaml").jobs[0].job_id
     assert {j.config.model.name for j in load_spec(REPO / "jobs" / "ablations_znf24.yaml").jobs} == {
         "baseline", "single_conv_only", "fewer_conv_channels", "remove_MLP", "add_one_transformer_block",

@@ -314,6 +314,9 @@ def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *,
         for i in todo:
             runs[i].create(configs[i], sequence_length=inputs[i][0]["train"].length)
     members = [Member(configs[i], runs[i], inputs[i][0], plan) for i in todo]
+    if packed:  # one compiled evaluation for the pack: inference never uses the members' dropout rates
+        for member in members[1:]:
+            member.logits_fn = members[0].logits_fn
     try:
         for i, summary in zip(todo, _train(members, plan, packed=packed, progress=progress)):
             summaries[i] = summary
