@@ -138,13 +138,12 @@ def test_steps_per_dispatch_equals_one_step_per_dispatch_and_resumes_exactly(ten
 def test_a_killed_pack_resumes_exactly(ten_tf_dir, tmp_path):
     """SIGKILL a packed run (several steps per dispatch) once every member has a checkpoint; the same call
     then finishes it with the metrics of an uninterrupted pack."""
-    configs = [C.with_overrides(_base(ten_tf_dir), {"data.tf": tf, "train.steps": 30, "train.seed": i,
-                                                    "train.steps_per_dispatch": 3})
-               for i, tf in enumerate(TFS[:3])]
-    straight = train_pack(configs, [tmp_path / f"straight{i}" for i in range(3)], progress=False)
-    runs = [tmp_path / f"killed{i}" for i in range(3)]
+    configs = [C.with_overrides(_base(ten_tf_dir), {"data.tf": tf, "train.seed": i, "train.steps_per_dispatch": 3})
+               for i, tf in enumerate(TFS[:2])]
+    straight = train_pack(configs, [tmp_path / f"straight{i}" for i in range(2)], progress=False)
+    runs = [tmp_path / f"killed{i}" for i in range(2)]
     script = ("import sys, json; from tfbind_dist import api; "
-              "api.train_pack([json.loads(c) for c in sys.argv[1:4]], sys.argv[4:], progress=False)")
+              "api.train_pack([json.loads(c) for c in sys.argv[1:3]], sys.argv[3:], progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script, *(json.dumps(c.to_dict()) for c in configs), *map(str, runs)],
                             cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
@@ -155,7 +154,7 @@ def test_a_killed_pack_resumes_exactly(ten_tf_dir, tmp_path):
     assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
     assert not any((r / "summary.json").exists() for r in runs)
     resumed = train_pack(configs, runs, progress=False)
-    for i in range(3):
+    for i in range(2):
         assert resumed[i]["resumed_from"] and resumed[i]["best_step"] == straight[i]["best_step"]
         np.testing.assert_allclose(_metrics(runs[i]).value, _metrics(tmp_path / f"straight{i}").value, atol=1e-6)
 
