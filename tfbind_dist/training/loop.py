@@ -288,7 +288,6 @@ def train_pack(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *, 
     in order; finished members are not trained again, the others resume from their own checkpoints."""
     if jax.process_count() > 1:
         raise ConfigError("a pack runs in one process; run multi-host jobs unpacked (pack: 1)")
-    configs = [with_absolute_data_path(c).validate() for c in configs]
     check_packable(configs)
     return _train_runs(configs, workdirs, packed=True, progress=progress, devices=devices)
 

@@ -24,6 +24,7 @@ from tfbind_dist.models import build_model
 from tfbind_dist.training.mesh import MeshPlan, shard_batch
 from tfbind_dist.training.steps import MemberHypers, make_packed_train_step, make_train_step
 
+
 def _resumed_state(member, plan: MeshPlan):
     return member.resume(jax.device_put(member.fresh_state(), plan.replicated))
 
@@ -80,9 +81,10 @@ class PackedProgram:
     def run(self, size: int, active: Sequence[bool]) -> jax.Array:
         """Train the active members `size` steps in one dispatch (the others are carried unchanged); the
         losses (size, K), meaningful for the active members only."""
-        batch_size, length = self.members[0].tcfg.batch_size, self.members[0].length
-        idle = {"codes": np.zeros((size, batch_size, length), np.uint8), "labels": np.zeros((size, batch_size), np.int8)}
-        blocks = [m.next_batches(size) if on else idle for m, on in zip(self.members, active)]
+        blocks = [m.next_batches(size) if on else None for m, on in zip(self.members, active)]
+        shapes = next(b for b in blocks if b is not None)
+        idle = {key: np.zeros_like(value) for key, value in shapes.items()}  # an inactive member's batch
+        blocks = [idle if b is None else b for b in blocks]
         batch = {key: np.stack([b[key] for b in blocks], axis=1) for key in ("codes", "labels")}
         batch = shard_batch(self.plan, batch, leading=2)
         self.state, losses = self.step(self.state, batch["codes"], batch["labels"], self.hypers,
