@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from tfbind_dist import config as C
 from tfbind_dist.config import load_recipe
 from tfbind_dist.training.loop import train_and_evaluate
@@ -23,6 +25,8 @@ LONG = {"train.batch_size": 64, "train.steps": 3000, "train.eval_every": 150, "t
 AUG = {"train.augment_rc": True, "train.jitter": 3}
 MP19 = {"model.name": "motif_pool", "model.overrides.kernel_size": 19}  # the first motif_pool tried; k=11 won
 BASE = {**LONG, **AUG, **MP19}
+EVO = {"train.evo_delete_max": 20, "train.evo_insert_max": 20, "train.evo_translocate_max": 20,
+       "train.evo_mutate_frac": 0.05, "train.evo_max_per_seq": 3}
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "chapter": ("chapter", {}),
@@ -41,7 +45,22 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "motif_pool_aug_lr1e-3": ("chapter", {**BASE, "train.learning_rate": 0.001}),
     "motif_pool_aug_jitter10": ("chapter", {**BASE, "train.jitter": 10}),
     "default": ("default", {}),
+    # Evolution-inspired augmentations (EvoAug's ChIP-seq settings: deletions, insertions and translocations of up
+    # to 20 bp, 5% substitutions, 1-3 of them per sequence) on top of the default, with and without fine-tuning.
+    "evo": ("default", EVO),
+    "evo_4k": ("default", {**EVO, "train.steps": 4000}),
+    "evo_5k_ft1k": ("default", {**EVO, "train.steps": 5000, "train.finetune_steps": 1000}),
+    "evo_inv_5k_ft1k": ("default", {**EVO, "train.evo_invert_max": 20, "train.steps": 5000,
+                                    "train.finetune_steps": 1000}),
+    "default_4k_ft1k": ("default", {"train.steps": 4000, "train.finetune_steps": 1000}),
 }
+
+
+def valid_auroc_before(run: Path, step: int) -> float:
+    """The best validation auROC a run reached by `step` (the end of its augmented phase)."""
+    metrics = pq.read_table(run / "metrics.parquet").to_pandas()
+    valid = metrics[(metrics.split == "valid") & (metrics.metric == "auroc") & (metrics.step <= step)]
+    return float(valid.value.max())
 
 
 def main() -> None:
@@ -56,7 +75,8 @@ def main() -> None:
     args = ap.parse_args()
 
     started = time.time()
-    fields = ["variant", "tf", "seed", "best_valid_auroc", "test_auroc", "best_step", "stopped_early_at", "wall_s"]
+    fields = ["variant", "tf", "seed", "best_valid_auroc", "test_auroc", "best_step", "stopped_early_at",
+              "best_valid_before_finetune", "wall_s"]
     new_file = not Path(args.csv).exists()
     with open(args.csv, "a", newline="") as handle, tempfile.TemporaryDirectory() as tmp:
         writer = csv.DictWriter(handle, fieldnames=fields)
@@ -74,11 +94,15 @@ def main() -> None:
                         **overrides, "data.tf": tf, "data.path": args.data, "train.seed": seed,
                         **C.parse_set_args(args.set)})
                     t0 = time.time()
-                    summary = train_and_evaluate(cfg, Path(tmp) / f"{variant}-{tf}-{seed}", progress=False)
+                    run = Path(tmp) / f"{variant}-{tf}-{seed}"
+                    summary = train_and_evaluate(cfg, run, progress=False)
+                    before = valid_auroc_before(run, cfg.train.steps - cfg.train.finetune_steps)
                     row = {"variant": variant, "tf": tf, "seed": seed,
                            "best_valid_auroc": round(summary["best_valid_auroc"], 4),
                            "test_auroc": round(summary["test_auroc"], 4), "best_step": summary["best_step"],
-                           "stopped_early_at": summary.get("stopped_early_at"), "wall_s": round(time.time() - t0, 1)}
+                           "stopped_early_at": summary.get("stopped_early_at"),
+                           "best_valid_before_finetune": round(before, 4) if cfg.train.finetune_steps else "",
+                           "wall_s": round(time.time() - t0, 1)}
                     writer.writerow(row)
                     handle.flush()
                     print(" ".join(f"{str(row[f]):>16}" for f in fields), flush=True)

@@ -42,9 +42,16 @@ def test_batch_must_divide_over_devices(synth_dir, tmp_path):
         train_and_evaluate(_config(synth_dir, **{"train.batch_size": 12}), tmp_path / "r", progress=False)
 
 
-@pytest.mark.parametrize("halt_after", [20, 13])
-def test_resume_gives_the_same_final_metrics(synth_dir, tmp_path, halt_after):
-    cfg = _config(synth_dir, **{"train.steps": 40, "train.eval_every": 20})
+# Halted at an evaluation; and halted off one, with every augmentation on and the resumed part crossing
+# into the fine-tuning phase (from step 25): the resumed run draws the augmentations the straight one drew.
+EVERY_AUGMENTATION = {"train.augment_rc": True, "train.jitter": 3, "train.evo_delete_max": 20,
+                      "train.evo_insert_max": 20, "train.evo_invert_max": 20, "train.evo_translocate_max": 20,
+                      "train.evo_mutate_frac": 0.05, "train.finetune_steps": 15}
+
+
+@pytest.mark.parametrize("halt_after, augmentation", [(20, {}), (13, EVERY_AUGMENTATION)])
+def test_resume_gives_the_same_final_metrics(synth_dir, tmp_path, halt_after, augmentation):
+    cfg = _config(synth_dir, **{"train.steps": 40, "train.eval_every": 20, **augmentation})
     straight = train_and_evaluate(cfg, tmp_path / "straight", progress=False)
     halted = train_and_evaluate(C.with_overrides(cfg, {"train.halt_after": halt_after}), tmp_path / "resumed",
                                 progress=False)

@@ -20,6 +20,11 @@ from tfbind_dist.storage import epath, is_remote
 
 # Settings of how one invocation runs, not of what it trains (ignored when resuming or naming a job).
 OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout", "train.steps_per_dispatch")
+# Settings added after runs and sweeps existed: left out of the identity while at their default (off), so those
+# runs resume and those sweep jobs keep their ids.
+LATER_KEYS = ("train.evo_mutate_frac", "train.evo_delete_max", "train.evo_insert_max", "train.evo_invert_max",
+              "train.evo_translocate_max", "train.evo_max_per_seq", "train.finetune_steps",
+              "train.finetune_learning_rate")
 
 
 def absolute_data_path(path: str) -> str:
@@ -64,6 +69,15 @@ class TrainConfig:
     seed: int = 42
     augment_rc: bool = False  # train on a random strand of each sequence (reverse complement half the time)
     jitter: int = 0  # shift each training sequence by up to this many bases (vacated bases become N)
+    # Evolution-inspired augmentations (EvoAug; 0 = off): each training sequence gets 1..evo_max_per_seq of those on
+    evo_mutate_frac: float = 0.0  # substitutions: about this fraction of the bases mutated to random bases
+    evo_delete_max: int = 0  # deletion of up to this many bases (random bases fill the freed length at both ends)
+    evo_insert_max: int = 0  # insertion of up to this many random bases (length kept: half pushed out at each end)
+    evo_invert_max: int = 0  # inversion (reverse complement) of a stretch of up to this many bases
+    evo_translocate_max: int = 0  # translocation: circular shift by up to this many bases either way
+    evo_max_per_seq: int = 3  # at most this many of the enabled evolution augmentations per sequence
+    finetune_steps: int = 0  # the last this many steps train on unaugmented sequences at finetune_learning_rate
+    finetune_learning_rate: float = 1e-4  # the constant learning rate of the fine-tuning phase
     patience: int = 0  # stop after this many evaluations without a better validation auROC (0 = never)
     with_baseline: bool = False  # also fit the 6-mer logistic-regression baseline; its auROC goes in summary.json
     halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
@@ -83,7 +97,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide a run's results: `to_dict` without OPERATIONAL_KEYS, data path absolute.
+        """The settings that decide a run's results: `to_dict` without OPERATIONAL_KEYS (nor LATER_KEYS at their
+        default), data path absolute.
 
         Two configs with the same identity train the same model, so a run directory may be
         resumed, and a sweep job keeps its id, when only operational settings differ.
@@ -93,6 +108,11 @@ class RunConfig:
         for key in OPERATIONAL_KEYS:
             section, name = key.split(".")
             data[section].pop(name, None)
+        defaults = TrainConfig()
+        for key in LATER_KEYS:
+            name = key.split(".")[1]
+            if getattr(self.train, name) == getattr(defaults, name):
+                data["train"].pop(name)
         return data
 
     def validate(self) -> "RunConfig":
@@ -105,6 +125,13 @@ class RunConfig:
             (self.train.batch_size > 0, "train.batch_size", "positive"),
             (self.train.eval_every > 0, "train.eval_every", "positive"),
             (self.train.jitter >= 0, "train.jitter", "zero or positive"),
+            (0.0 <= self.train.evo_mutate_frac < 0.75, "train.evo_mutate_frac", "in [0, 0.75)"),
+            *((getattr(self.train, f"evo_{name}_max") >= 0, f"train.evo_{name}_max", "zero or positive")
+              for name in ("delete", "insert", "invert", "translocate")),
+            (self.train.evo_max_per_seq > 0, "train.evo_max_per_seq", "positive"),
+            (0 <= self.train.finetune_steps < self.train.steps, "train.finetune_steps",
+             f"zero or positive and less than train.steps ({self.train.steps})"),
+            (self.train.finetune_learning_rate > 0, "train.finetune_learning_rate", "positive"),
             (self.train.patience >= 0, "train.patience", "zero or positive"),
             (self.train.steps_per_dispatch > 0, "train.steps_per_dispatch", "positive"),
             (self.train.stall_timeout >= 0, "train.stall_timeout", "zero or positive"),

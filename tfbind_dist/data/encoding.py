@@ -174,9 +174,14 @@ def decode(codes: np.ndarray) -> list[str]:
     return [row.tobytes().decode("ascii") for row in raw]
 
 
+def complement(codes):
+    """Complement of base codes, numpy or JAX (on device, inside jit too); N stays N."""
+    return _table(_COMPLEMENT, codes)[codes]
+
+
 def reverse_complement(codes):
     """Reverse complement of (..., L) base codes, numpy or JAX (on device, inside jit too); N stays N."""
-    return _table(_COMPLEMENT, codes)[codes][..., ::-1]
+    return complement(codes)[..., ::-1]
 
 
 def reverse_complement_one_hot(x):

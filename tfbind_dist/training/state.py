@@ -28,16 +28,20 @@ def model_variables(params, batch_stats) -> dict[str, Any]:
 
 
 def make_schedule(cfg: TrainConfig, learning_rate=None) -> optax.Schedule:
-    """Cosine decay from the learning rate over all steps, with an optional linear warm-up.
+    """Cosine decay from the learning rate over the steps before fine-tuning, with an optional linear
+    warm-up; then, in the fine-tuning phase (`finetune_steps`, if any), the constant fine-tuning rate.
 
     The peak is a factor outside the schedule's shape, so it may be a traced value: each member of a
     packed program (`training/packing.py`) has its own learning rate, and a solo run computes the same.
     """
     peak = cfg.learning_rate if learning_rate is None else learning_rate
+    steps = cfg.steps - cfg.finetune_steps
     if cfg.warmup_steps:
-        shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1))
+        shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, cfg.warmup_steps, max(steps, cfg.warmup_steps + 1))
     else:
-        shape = optax.cosine_decay_schedule(1.0, decay_steps=cfg.steps)
+        shape = optax.cosine_decay_schedule(1.0, decay_steps=steps)
+    if cfg.finetune_steps:
+        return lambda count: jnp.where(count < steps, peak * shape(count), cfg.finetune_learning_rate)
     return lambda count: peak * shape(count)
 
 

@@ -9,28 +9,10 @@ import jax.numpy as jnp
 import optax
 
 from tfbind_dist.config import TrainConfig
-from tfbind_dist.data.encoding import N_CODE, one_hot, reverse_complement
+from tfbind_dist.data.encoding import one_hot
+from tfbind_dist.training.augment import augment_batch, augments
 from tfbind_dist.training.mesh import MeshPlan
 from tfbind_dist.training.state import TrainState, make_optimizer, model_variables
-
-
-def augment(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.Array:
-    """Random strand and random shift per sequence, on device; a pure function of `key`.
-
-    A shift of s moves every base s positions along the window; the s bases shifted in
-    are N (whose one-hot the n_policy decides), so no sequence wraps around.
-    """
-    rc_key, shift_key = jax.random.split(key)
-    batch, length = codes.shape
-    if rc:
-        flip = jax.random.bernoulli(rc_key, 0.5, (batch, 1))
-        codes = jnp.where(flip, reverse_complement(codes), codes)
-    if jitter:
-        shifts = jax.random.randint(shift_key, (batch, 1), -jitter, jitter + 1)
-        source = jnp.arange(length)[None, :] - shifts
-        inside = (source >= 0) & (source < length)
-        codes = jnp.where(inside, jnp.take_along_axis(codes, jnp.clip(source, 0, length - 1), axis=1), N_CODE)
-    return codes.astype(jnp.uint8)
 
 
 class MemberHypers(NamedTuple):
@@ -41,17 +23,21 @@ class MemberHypers(NamedTuple):
     dropout_rate: jax.Array
 
 
-def _member_step(model_for: Callable, tx_for: Callable, n_policy: str, rc: bool, jitter: int) -> Callable:
+def _member_step(model_for: Callable, tx_for: Callable, n_policy: str, train: TrainConfig | None) -> Callable:
     """step(state, codes, labels, hypers) -> (state, loss): one optimisation step of one model.
 
     `model_for(hypers)` / `tx_for(hypers)` give the model and optimiser (a solo run ignores `hypers`).
+    `train`'s augmentations, when it has any, transform the batch first, except in the fine-tuning phase
+    (the last `train.finetune_steps` steps).
     """
 
     def step(state: TrainState, codes, labels, hypers):
         model, tx = model_for(hypers), tx_for(hypers)
         dropout_key = jax.random.fold_in(state.rng, state.step)
-        if rc or jitter:
-            codes = augment(codes, jax.random.fold_in(dropout_key, 1), rc=rc, jitter=jitter)
+        if augments(train):
+            augmented = augment_batch(codes, jax.random.fold_in(dropout_key, 1), train)
+            codes = jnp.where(state.step < train.steps - train.finetune_steps, augmented, codes) \
+                if train.finetune_steps else augmented
         x = one_hot(codes, n_policy)
         y = labels.astype(jnp.float32)[:, None]
 
@@ -96,11 +82,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: Me
 
     `codes` (S, B, L) uint8 and `labels` (S, B) are S consecutive batches (S = the steps of one
     dispatch), each sharded over the mesh's data axis; each loss is the mean sigmoid binary
-    cross-entropy over its global batch. `train`'s augment_rc / jitter, when set, transform each
-    batch on device first.
+    cross-entropy over its global batch. `train`'s augmentations (`training/augment.py`), when set,
+    transform each batch on device first.
     """
-    rc, jitter = (train.augment_rc, train.jitter) if train is not None else (False, 0)
-    step = _member_step(lambda _: model, lambda _: tx, n_policy, rc, jitter)
+    step = _member_step(lambda _: model, lambda _: tx, n_policy, train)
     block = _in_blocks(lambda state, codes, labels: step(state, codes, labels, None))
     return jax.jit(
         block,
@@ -118,7 +103,7 @@ def make_packed_train_step(model_for: Callable, train: TrainConfig, plan: MeshPl
     `model_for(dropout_rate)` builds a member's model."""
     step = _member_step(lambda h: model_for(h.dropout_rate),
                         lambda h: make_optimizer(train, learning_rate=h.learning_rate, weight_decay=h.weight_decay),
-                        n_policy, train.augment_rc, train.jitter)
+                        n_policy, train)
 
     def packed_step(states, codes, labels, hypers, active):
         new, losses = jax.vmap(step)(states, codes, labels, hypers)
