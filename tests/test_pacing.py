@@ -2,7 +2,7 @@
 
 The deadlock (train/pacing.py) needed the host to run more than 32 steps ahead of the devices,
 which the loop did between evaluations; these runs leave 100 steps between evaluations, evaluate
-and checkpoint several times, and run beside two busy-looping processes. With the loop's dispatch
+and checkpoint twice, and run beside two busy-looping processes. With the loop's dispatch
 window removed they abort or hang within the first evaluation. `TFBIND_STRESS_REPEATS=20` repeats
 each run (CI runs each once).
 """
@@ -21,7 +21,7 @@ from tfbind_dist import config as C
 from tfbind_dist.training.pacing import STALL_EXIT_CODE
 
 REPEATS = int(os.environ.get("TFBIND_STRESS_REPEATS", "1"))
-STEPS, EVAL_EVERY = 300, 100  # 3 evaluations and saves, each after 100 undisturbed steps
+STEPS, EVAL_EVERY = 200, 100  # 2 evaluations and saves, each after 100 undisturbed steps
 STALL_TIMEOUT = 120  # a deadlock in these runs exits within this many seconds instead of hanging the suite
 
 
