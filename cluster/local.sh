@@ -59,16 +59,20 @@ case "${1:-}" in
     # or descends from one that does; `ray stop` would stop every Ray process of the user instead.
     if [ -s "$SESSION_FILE" ]; then
       session="$(cat "$SESSION_FILE")"
-      roots="$(pgrep -f -- "$session" || true) $(pgrep -f -- "ray.util.client.server --address=$HEAD_IP:$PORT" || true)"
-      all=""
-      for pid in $roots; do all="$all $pid $(pgrep -P "$pid" || true)"; done
-      for pid in $roots; do for child in $(pgrep -P "$pid" || true); do all="$all $(pgrep -P "$child" || true)"; done; done
-      kill -TERM $all 2>/dev/null || true
-      for _ in $(seq 50); do
-        alive=""; for pid in $all; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
-        [ -z "$alive" ] && break; sleep 0.2
+      # Rounds: a raylet may start a worker while the first round stops it; the next round finds that one.
+      for _round in 1 2 3; do
+        roots="$(pgrep -f -- "$session" || true) $(pgrep -f -- "ray.util.client.server --address=$HEAD_IP:$PORT" || true)"
+        [ -z "${roots// /}" ] && break
+        all=""
+        for pid in $roots; do all="$all $pid $(pgrep -P "$pid" || true)"; done
+        for pid in $roots; do for child in $(pgrep -P "$pid" || true); do all="$all $(pgrep -P "$child" || true)"; done; done
+        kill -TERM $all 2>/dev/null || true
+        for _ in $(seq 50); do
+          alive=""; for pid in $all; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
+          [ -z "$alive" ] && break; sleep 0.2
+        done
+        [ -n "${alive:-}" ] && kill -KILL $alive 2>/dev/null || true
       done
-      [ -n "${alive:-}" ] && kill -KILL $alive 2>/dev/null || true
       rm -f "$SESSION_FILE"
     fi
     echo "ray cluster down"
