@@ -96,12 +96,12 @@ def main() -> None:
                     t0 = time.time()
                     run = Path(tmp) / f"{variant}-{tf}-{seed}"
                     summary = train_and_evaluate(cfg, run, progress=False)
-                    before = valid_auroc_before(run, cfg.train.steps - cfg.train.finetune_steps)
                     row = {"variant": variant, "tf": tf, "seed": seed,
                            "best_valid_auroc": round(summary["best_valid_auroc"], 4),
                            "test_auroc": round(summary["test_auroc"], 4), "best_step": summary["best_step"],
                            "stopped_early_at": summary.get("stopped_early_at"),
-                           "best_valid_before_finetune": round(before, 4) if cfg.train.finetune_steps else "",
+                           "best_valid_before_finetune": round(valid_auroc_before(
+                               run, cfg.train.steps - cfg.train.finetune_steps), 4) if cfg.train.finetune_steps else "",
                            "wall_s": round(time.time() - t0, 1)}
                     writer.writerow(row)
                     handle.flush()

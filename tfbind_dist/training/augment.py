@@ -57,6 +57,11 @@ def _check_size(size: int, length: int, name: str) -> None:
         raise ConfigError(f"train.{name} must be smaller than the sequence length {length}, got {size}")
 
 
+def _random_ranks(key, shape):
+    """Each row's positions in a random order: rank r at a position means it was drawn r-th."""
+    return jnp.argsort(jnp.argsort(jax.random.uniform(key, shape), axis=1), axis=1)
+
+
 def substitute(codes, key, fraction: float):
     """Mutate each sequence at round(fraction / 0.75 * L) distinct random positions to random bases (a random
     base equals the old one a quarter of the time, so about `fraction` of the bases change: EvoAug's
@@ -64,8 +69,7 @@ def substitute(codes, key, fraction: float):
     batch, length = codes.shape
     count = round(fraction / 0.75 * length)
     where_key, base_key = jax.random.split(key)
-    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(where_key, (batch, length)), axis=1), axis=1)
-    return jnp.where(ranks < count, _random_bases(base_key, codes.shape), codes).astype(jnp.uint8)
+    return jnp.where(_random_ranks(where_key, (batch, length)) < count, _random_bases(base_key, codes.shape), codes).astype(jnp.uint8)
 
 
 def delete(codes, key, max_size: int):
@@ -122,12 +126,23 @@ def translocate(codes, key, max_shift: int):
     return jnp.take_along_axis(codes, source, axis=1).astype(jnp.uint8)
 
 
+# Each transformation with the recipe field of its strength, in the order they are applied.
+EVOLUTION_SETTINGS = ((delete, "evo_delete_max"), (insert, "evo_insert_max"), (invert, "evo_invert_max"),
+                      (translocate, "evo_translocate_max"), (substitute, "evo_mutate_frac"))
+
+
 def evolution_ops(train: TrainConfig) -> list[Callable]:
     """The evolution-inspired transformations a recipe enables, in the order they are applied."""
-    settings = [(delete, train.evo_delete_max), (insert, train.evo_insert_max), (invert, train.evo_invert_max),
-                (translocate, train.evo_translocate_max), (substitute, train.evo_mutate_frac)]
+    settings = [(fn, getattr(train, name)) for fn, name in EVOLUTION_SETTINGS]
     return [lambda codes, key, fn=fn, strength=strength: fn(codes, key, strength)
             for fn, strength in settings if strength]
+
+
+def check_sizes(train: TrainConfig, length: int) -> None:
+    """Raise a ConfigError naming the first stretch size that does not fit sequences of `length`."""
+    for fn, name in EVOLUTION_SETTINGS:
+        if fn is not substitute:
+            _check_size(getattr(train, name), length, name)
 
 
 def evolve(codes, key, ops: list[Callable], max_per_seq: int):
@@ -138,8 +153,7 @@ def evolve(codes, key, ops: list[Callable], max_per_seq: int):
     batch = codes.shape[0]
     count_key, pick_key, *op_keys = jax.random.split(key, 2 + len(ops))
     how_many = jax.random.randint(count_key, (batch, 1), 1, min(max_per_seq, len(ops)) + 1)
-    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(pick_key, (batch, len(ops))), axis=1), axis=1)
-    chosen = ranks < how_many
+    chosen = _random_ranks(pick_key, (batch, len(ops))) < how_many
     for i, (op, op_key) in enumerate(zip(ops, op_keys)):
         codes = jnp.where(chosen[:, i:i + 1], op(codes, op_key), codes)
     return codes.astype(jnp.uint8)

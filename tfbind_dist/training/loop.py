@@ -39,6 +39,7 @@ from tfbind_dist.training.pacing import DispatchWindow, StallWatchdog
 from tfbind_dist.training.packing import PackedProgram, SoloProgram
 from tfbind_dist.training.plots import plot_learning_curve
 from tfbind_dist.training.state import create_state, make_optimizer
+from tfbind_dist.training.augment import check_sizes as check_augmentation_sizes
 from tfbind_dist.training.steps import make_logits_fn
 
 DISPATCH_DEPTH = 4  # dispatches the host may run ahead of the devices (see training/pacing.py)
@@ -70,7 +71,8 @@ def with_absolute_data_path(config: RunConfig) -> RunConfig:
 def validate_inputs(config: RunConfig, workdir, devices=None) -> tuple[dict[str, SplitData], Any]:
     """Check everything a run needs before its directory is written: the data (folder, TF, all three
     splits, one sequence length), the model and its overrides, and the batch size against the
-    devices, processes and the training split. Returns the loaded splits and the device mesh."""
+    devices, processes and the training split, and the augmentations' stretch sizes against the sequence
+    length. Returns the loaded splits and the device mesh."""
     try:
         build_model(config.model.name, **config.model.overrides)
     except (TypeError, ValueError) as err:
@@ -87,6 +89,7 @@ def validate_inputs(config: RunConfig, workdir, devices=None) -> tuple[dict[str,
     if len(splits["train"]) < batch:
         raise ConfigError(f"train.batch_size={batch} is larger than the {len(splits['train'])} rows of "
                           f"{config.data.tf}'s train split")
+    check_augmentation_sizes(config.train, splits["train"].length)
     return splits, plan
 
 
