@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +55,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "evo_inv_5k_ft1k": ("default", {**EVO, "train.evo_invert_max": 20, "train.steps": 5000,
                                     "train.finetune_steps": 1000}),
     "default_4k_ft1k": ("default", {"train.steps": 4000, "train.finetune_steps": 1000}),
+    # Evaluating (and keeping) a moving average of the weights instead of the last ones.
+    "default_ema": ("default", {"train.ema_decay": 0.998}),
+    "evo_5k_ft1k_ema": ("default", {**EVO, "train.steps": 5000, "train.finetune_steps": 1000,
+                                    "train.ema_decay": 0.999}),
 }
 
 
@@ -71,6 +77,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[42])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every variant")
     ap.add_argument("--csv", default="recipe_search.csv")
+    ap.add_argument("--runs", help="keep each run's directory (checkpoints, metrics) under this folder, e.g. to "
+                    "interpret the models afterwards; default: a temporary folder, removed at the end")
     ap.add_argument("--budget-s", type=float, default=float("inf"), help="start no new run after this many seconds")
     args = ap.parse_args()
 
@@ -79,34 +87,42 @@ def main() -> None:
               "best_valid_before_finetune", "wall_s"]
     new_file = not Path(args.csv).exists()
     with open(args.csv, "a", newline="") as handle, tempfile.TemporaryDirectory() as tmp:
+        runs = Path(args.runs or tmp)
         writer = csv.DictWriter(handle, fieldnames=fields)
         if new_file:
             writer.writeheader()
         print(" ".join(f"{f:>16}" for f in fields), flush=True)
-        for variant in args.variants:
+        walls: dict[str, list[float]] = {variant: [] for variant in args.variants}
+        # Variants innermost, so each (TF, seed) runs every variant side by side: the wall-time ratios
+        # compare runs that met the same load on this shared machine.
+        for tf, seed, variant in itertools.product(args.tfs, args.seeds, args.variants):
+            if time.time() - started > args.budget_s:
+                print(f"time budget reached; skipped {variant} {tf} s{seed} and later runs", flush=True)
+                break
             recipe, overrides = VARIANTS[variant]
-            for tf in args.tfs:
-                for seed in args.seeds:
-                    if time.time() - started > args.budget_s:
-                        print(f"time budget reached; skipped {variant} {tf} s{seed} and later runs", flush=True)
-                        return
-                    cfg = C.with_overrides(load_recipe(recipe), {
-                        **overrides, "data.tf": tf, "data.path": args.data, "train.seed": seed,
-                        **C.parse_set_args(args.set)})
-                    t0 = time.time()
-                    run = Path(tmp) / f"{variant}-{tf}-{seed}"
-                    summary = train_and_evaluate(cfg, run, progress=False)
-                    row = {"variant": variant, "tf": tf, "seed": seed,
-                           "best_valid_auroc": round(summary["best_valid_auroc"], 4),
-                           "test_auroc": round(summary["test_auroc"], 4), "best_step": summary["best_step"],
-                           "stopped_early_at": summary.get("stopped_early_at"),
-                           "best_valid_before_finetune": round(valid_auroc_before(
-                               run, cfg.train.steps - cfg.train.finetune_steps), 4) if cfg.train.finetune_steps else "",
-                           "wall_s": round(time.time() - t0, 1)}
-                    writer.writerow(row)
-                    handle.flush()
-                    print(" ".join(f"{str(row[f]):>16}" for f in fields), flush=True)
-
+            cfg = C.with_overrides(load_recipe(recipe), {
+                **overrides, "data.tf": tf, "data.path": args.data, "train.seed": seed,
+                **C.parse_set_args(args.set)})
+            t0 = time.time()
+            run = runs / f"{variant}-{tf}-{seed}"
+            summary = train_and_evaluate(cfg, run, progress=False)
+            walls[variant].append(time.time() - t0)
+            row = {"variant": variant, "tf": tf, "seed": seed,
+                   "best_valid_auroc": round(summary["best_valid_auroc"], 4),
+                   "test_auroc": round(summary["test_auroc"], 4), "best_step": summary["best_step"],
+                   "stopped_early_at": summary.get("stopped_early_at"),
+                   "best_valid_before_finetune": round(valid_auroc_before(
+                       run, cfg.train.steps - cfg.train.finetune_steps), 4) if cfg.train.finetune_steps else "",
+                   "wall_s": round(walls[variant][-1], 1)}
+            writer.writerow(row)
+            handle.flush()
+            print(" ".join(f"{row[f]!s:>16}" for f in fields), flush=True)
+    first = args.variants[0]
+    if len(args.variants) > 1 and walls[first]:
+        for variant, times in walls.items():
+            if times:
+                print(f"{variant}: mean wall {statistics.mean(times):.1f} s over {len(times)} runs, "
+                      f"{statistics.mean(times) / statistics.mean(walls[first]):.2f}x {first}", flush=True)
 
 if __name__ == "__main__":
     main()
