@@ -52,13 +52,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "evo": ("default", EVO),
     "evo_4k": ("default", {**EVO, "train.steps": 4000}),
     "evo_5k_ft1k": ("default", {**EVO, "train.steps": 5000, "train.finetune_steps": 1000}),
+    "evo_4k_ft1k": ("default", {**EVO, "train.steps": 4000, "train.finetune_steps": 1000}),
     "evo_inv_5k_ft1k": ("default", {**EVO, "train.evo_invert_max": 20, "train.steps": 5000,
                                     "train.finetune_steps": 1000}),
     "default_4k_ft1k": ("default", {"train.steps": 4000, "train.finetune_steps": 1000}),
-    # Evaluating (and keeping) a moving average of the weights instead of the last ones.
-    "default_ema": ("default", {"train.ema_decay": 0.998}),
-    "evo_5k_ft1k_ema": ("default", {**EVO, "train.steps": 5000, "train.finetune_steps": 1000,
-                                    "train.ema_decay": 0.999}),
 }
 
 

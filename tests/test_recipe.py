@@ -17,7 +17,7 @@ from tfbind_dist.training import augment as A
 from tfbind_dist.training.augment import strand_and_shift
 from tfbind_dist.training.kmer_baseline import canonical_kmer_index, kmer_frequencies
 from tfbind_dist.training.loop import train_and_evaluate
-from tfbind_dist.training.state import TrainState, inference_params, init_variables, make_optimizer, make_schedule
+from tfbind_dist.training.state import init_variables, make_schedule
 
 
 def test_chapter_recipe_is_the_chapter_and_default_differs():
@@ -152,32 +152,6 @@ def test_evolution_and_fine_tuning_settings():
     unchanged = optax.warmup_cosine_decay_schedule(0.0, 2e-3, 150, 3000)  # without fine-tuning, as before
     assert [float(make_schedule(default.train)(c)) for c in (75, 1500, 2999)] == \
         pytest.approx([float(unchanged(c)) for c in (75, 1500, 2999)], rel=1e-6)
-
-
-def test_weight_average_is_the_debiased_moving_average_of_the_weights_after_each_step():
-    train = C.with_overrides(C.load_recipe("default"), {"train.ema_decay": 0.9}).train
-    with pytest.raises(C.ConfigError, match=r"train.ema_decay must be in \[0, 1\)"):
-        C.with_overrides(C.load_recipe("default"), {"train.ema_decay": 1.0}).validate()
-    assert "ema_decay" not in C.load_recipe("default").identity()["train"]
-    tx, plain = make_optimizer(train), make_optimizer(C.load_recipe("default").train)
-    params = {"w": jnp.arange(3.0), "b": jnp.ones(())}
-    state = TrainState(jnp.zeros((), jnp.int32), params, {}, tx.init(params), jax.random.PRNGKey(0))
-    plain_state, seen = plain.init(params), []
-    for i in range(5):
-        grads = jax.tree.map(lambda p: jnp.sin(p + i), state.params)  # noqa: B023
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        plain_updates, plain_state = plain.update(grads, plain_state, state.params)
-        assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), updates, plain_updates))
-        state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state)
-        seen.append(state.params)
-    weights = [0.9 ** (len(seen) - 1 - k) * 0.1 for k in range(len(seen))]  # EMA from zero, then debiased
-    expected = jax.tree.map(lambda *ps: sum(w * p for w, p in zip(weights, ps)) / sum(weights), *seen)
-    averaged = inference_params(state, train)
-    for name in params:
-        np.testing.assert_allclose(averaged[name], expected[name], rtol=1e-5)
-        assert not np.allclose(averaged[name], state.params[name])
-    assert inference_params(state.replace(opt_state=plain_state), C.load_recipe("default").train) is state.params
 
 
 def test_motif_pool_scores_both_strands_alike():

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from tfbind_dist import api
 from tfbind_dist import config as C
 from tfbind_dist.rundir import RunConfigMismatch
 from tfbind_dist.training.loop import train_and_evaluate
@@ -47,7 +46,7 @@ def test_batch_must_divide_over_devices(synth_dir, tmp_path):
 # into the fine-tuning phase (from step 25): the resumed run draws the augmentations the straight one drew.
 EVERY_AUGMENTATION = {"train.augment_rc": True, "train.jitter": 3, "train.evo_delete_max": 20,
                       "train.evo_insert_max": 20, "train.evo_invert_max": 20, "train.evo_translocate_max": 20,
-                      "train.evo_mutate_frac": 0.05, "train.finetune_steps": 15, "train.ema_decay": 0.9}
+                      "train.evo_mutate_frac": 0.05, "train.finetune_steps": 15}
 
 
 @pytest.mark.parametrize("halt_after, augmentation", [(20, {}), (13, EVERY_AUGMENTATION)])
@@ -66,8 +65,6 @@ def test_resume_gives_the_same_final_metrics(synth_dir, tmp_path, halt_after, au
     b = pd.read_parquet(tmp_path / "resumed" / "metrics.parquet")
     assert len(a) == len(b)
     np.testing.assert_allclose(a.value.to_numpy(), b.value.to_numpy(), atol=1e-6)
-    # The restored model is the one the run evaluated (with ema_decay: its averaged weights).
-    assert api.evaluate(load_model(tmp_path / "resumed"))["auroc"] == pytest.approx(straight["test_auroc"], abs=1e-6)
 
 
 def test_rerun_with_other_settings_is_refused(synth_dir, tmp_path):

@@ -24,7 +24,7 @@ OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout", "train.steps_per_
 # runs resume and those sweep jobs keep their ids.
 LATER_KEYS = ("train.evo_mutate_frac", "train.evo_delete_max", "train.evo_insert_max", "train.evo_invert_max",
               "train.evo_translocate_max", "train.evo_max_per_seq", "train.finetune_steps",
-              "train.finetune_learning_rate", "train.ema_decay")
+              "train.finetune_learning_rate")
 
 
 def absolute_data_path(path: str) -> str:
@@ -78,7 +78,6 @@ class TrainConfig:
     evo_max_per_seq: int = 3  # at most this many of the enabled evolution augmentations per sequence
     finetune_steps: int = 0  # the last this many steps train on unaugmented sequences at finetune_learning_rate
     finetune_learning_rate: float = 1e-4  # the constant learning rate of the fine-tuning phase
-    ema_decay: float = 0.0  # evaluate and keep a moving average of the weights with this decay per step (0 = off)
     patience: int = 0  # stop after this many evaluations without a better validation auROC (0 = never)
     with_baseline: bool = False  # also fit the 6-mer logistic-regression baseline; its auROC goes in summary.json
     halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
@@ -133,7 +132,6 @@ class RunConfig:
             (0 <= self.train.finetune_steps < self.train.steps, "train.finetune_steps",
              f"zero or positive and less than train.steps ({self.train.steps})"),
             (self.train.finetune_learning_rate > 0, "train.finetune_learning_rate", "positive"),
-            (0.0 <= self.train.ema_decay < 1.0, "train.ema_decay", "in [0, 1)"),
             (self.train.patience >= 0, "train.patience", "zero or positive"),
             (self.train.steps_per_dispatch > 0, "train.steps_per_dispatch", "positive"),
             (self.train.stall_timeout >= 0, "train.stall_timeout", "zero or positive"),

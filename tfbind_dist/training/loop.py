@@ -38,7 +38,7 @@ from tfbind_dist.training.mesh import MeshPlan, check_batch_divisible, make_mesh
 from tfbind_dist.training.pacing import DispatchWindow, StallWatchdog
 from tfbind_dist.training.packing import PackedProgram, SoloProgram
 from tfbind_dist.training.plots import plot_learning_curve
-from tfbind_dist.training.state import create_state, inference_params, make_optimizer
+from tfbind_dist.training.state import create_state, make_optimizer
 from tfbind_dist.training.augment import check_sizes as check_augmentation_sizes
 from tfbind_dist.training.steps import make_logits_fn
 
@@ -185,8 +185,8 @@ class Member:
         """Validation metrics at this step; the best and latest checkpoints; early stopping."""
         with watchdog.phase(f"evaluation of {self.label}", self.step):
             last_loss = self.flush_train_losses()
-            valid = evaluate_split(self.logits_fn, inference_params(state, self.tcfg), state.batch_stats,
-                                   self.splits["valid"], self.plan, self.eval_batch)
+            valid = evaluate_split(self.logits_fn, state.params, state.batch_stats, self.splits["valid"], self.plan,
+                                   self.eval_batch)
         self.metrics.add(self.step, "valid", valid)
         self.account_wall_time()
         with watchdog.phase(f"checkpoint of {self.label}", self.step):
@@ -225,8 +225,8 @@ class Member:
             self.checkpoints.wait()
             best_step, best_state = self.checkpoints.restore_best(state)
         with watchdog.phase(f"test evaluation of {self.label}", final_step):
-            test = evaluate_split(self.logits_fn, inference_params(best_state, self.tcfg), best_state.batch_stats,
-                                  self.splits["test"], self.plan, self.eval_batch)
+            test = evaluate_split(self.logits_fn, best_state.params, best_state.batch_stats, self.splits["test"],
+                                  self.plan, self.eval_batch)
         self.metrics.add(best_step, "test", test)
         self.metrics.flush()
         self.account_wall_time()

@@ -13,7 +13,7 @@ from tfbind_dist.config import RunConfig
 from tfbind_dist.models import build_model
 from tfbind_dist.rundir import RunDir, RunDirError
 from tfbind_dist.training.checkpoint import RunCheckpoints
-from tfbind_dist.training.state import create_state, inference_params, make_optimizer, model_variables
+from tfbind_dist.training.state import create_state, make_optimizer, model_variables
 
 
 @dataclass
@@ -68,4 +68,4 @@ def load_model(workdir: str | Path, which: str = "best") -> Model:
                           f"({str(err).splitlines()[0][:200]})") from None
     finally:
         checkpoints.close()
-    return Model(config, module, inference_params(state, config.train), state.batch_stats, length, int(step), str(run))
+    return Model(config, module, state.params, state.batch_stats, length, int(step), str(run))

@@ -1,7 +1,7 @@
 """Train state, optimiser and initialisation."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -45,49 +45,13 @@ def make_schedule(cfg: TrainConfig, learning_rate=None) -> optax.Schedule:
     return lambda count: peak * shape(count)
 
 
-class WeightAverage(NamedTuple):
-    """An exponential moving average of the parameters after each step (zero-initialised; debiased on read)."""
-
-    count: jax.Array
-    mean: Any
-
-
-def average_weights(decay: float) -> optax.GradientTransformation:
-    """Passes updates through, keeping in its state the moving average of the parameters they lead to.
-
-    Last in the optimiser's chain, so the average rides in the optimiser state: it is checkpointed, resumed
-    and packed with it, and a recipe without it keeps the optimiser state it always had.
-    """
-
-    def init(params):
-        return WeightAverage(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
-
-    def update(updates, state, params):
-        mean = optax.tree_utils.tree_update_moment(optax.apply_updates(params, updates), state.mean, decay, 1)
-        return updates, WeightAverage(optax.safe_increment(state.count), mean)
-
-    return optax.GradientTransformation(init, update)
-
-
 def make_optimizer(cfg: TrainConfig, learning_rate=None, weight_decay=None) -> optax.GradientTransformation:
     """The recipe's optimiser; `learning_rate` / `weight_decay`, when given (numbers or traced arrays),
-    replace the config's. Its state's structure does not depend on either. With `ema_decay`, it also keeps
-    the moving average of the weights that evaluation and inference use (`inference_params`)."""
+    replace the config's. Its state's structure does not depend on either."""
     schedule = make_schedule(cfg, learning_rate)
     if cfg.optimizer == "adamw":
-        tx = optax.adamw(schedule, weight_decay=cfg.weight_decay if weight_decay is None else weight_decay)
-    else:
-        tx = optax.adam(schedule)
-    return optax.chain(tx, average_weights(cfg.ema_decay)) if cfg.ema_decay else tx
-
-
-def inference_params(state: TrainState, cfg: TrainConfig):
-    """The weights a run is evaluated, selected and used with: the moving average of its weights where the
-    recipe keeps one (`ema_decay`), else the weights it trains."""
-    if not cfg.ema_decay:
-        return state.params
-    average: WeightAverage = state.opt_state[-1]
-    return optax.tree_utils.tree_bias_correction(average.mean, cfg.ema_decay, jnp.maximum(average.count, 1))
+        return optax.adamw(schedule, weight_decay=cfg.weight_decay if weight_decay is None else weight_decay)
+    return optax.adam(schedule)
 
 
 def init_variables(model: nn.Module, length: int, seed: int) -> dict[str, Any]:
