@@ -51,7 +51,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # to 20 bp, 5% substitutions, 1-3 of them per sequence) on top of the default, with and without fine-tuning.
     "evo": ("default", EVO),
     "evo_4k": ("default", {**EVO, "train.steps": 4000}),
-    "evo_5k_ft1k": ("default", {**EVO, "train.steps": 5000, "train.finetune_steps": 1000}),
+    "evo_5k_ft1k": ("evoaug", {}),  # = default + EVO, 5,000 steps of which the last 1,000 fine-tune: `--recipe evoaug`
     "evo_4k_ft1k": ("default", {**EVO, "train.steps": 4000, "train.finetune_steps": 1000}),
     "evo_inv_5k_ft1k": ("default", {**EVO, "train.evo_invert_max": 20, "train.steps": 5000,
                                     "train.finetune_steps": 1000}),

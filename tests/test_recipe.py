@@ -25,8 +25,13 @@ def test_chapter_recipe_is_the_chapter_and_default_differs():
     default = C.load_recipe()
     assert default.model.name == "motif_pool" and default.train.augment_rc and default.train.jitter > 0
     assert C.load_recipe("jobs/recipes/default.yaml") == default  # jobs/recipes is the same folder
-    with pytest.raises(C.ConfigError, match=r"unknown recipe 'fancy'; named recipes: \['chapter', 'default'\]"):
+    with pytest.raises(C.ConfigError, match=r"unknown recipe 'fancy'; named recipes: \['chapter', 'default', 'evoaug'\]"):
         C.load_recipe("fancy")
+    evoaug = C.load_recipe("evoaug").validate()  # the default's model, trained longer on evolved sequences
+    assert evoaug.model == default.model and evoaug.data == default.data
+    changed = {k for k, v in evoaug.to_dict()["train"].items() if v != default.to_dict()["train"][k]}
+    assert changed == {"steps", "finetune_steps", "evo_delete_max", "evo_insert_max", "evo_translocate_max",
+                       "evo_mutate_frac"}
 
 
 def test_reverse_complement_codes_and_augment():
