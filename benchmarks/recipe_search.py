@@ -104,12 +104,12 @@ def main() -> None:
             run = runs / f"{variant}-{tf}-{seed}"
             summary = train_and_evaluate(cfg, run, progress=False)
             walls[variant].append(time.time() - t0)
+            before = valid_auroc_before(run, cfg.train.steps - cfg.train.finetune_steps)
             row = {"variant": variant, "tf": tf, "seed": seed,
                    "best_valid_auroc": round(summary["best_valid_auroc"], 4),
                    "test_auroc": round(summary["test_auroc"], 4), "best_step": summary["best_step"],
                    "stopped_early_at": summary.get("stopped_early_at"),
-                   "best_valid_before_finetune": round(valid_auroc_before(
-                       run, cfg.train.steps - cfg.train.finetune_steps), 4) if cfg.train.finetune_steps else "",
+                   "best_valid_before_finetune": round(before, 4) if cfg.train.finetune_steps else "",
                    "wall_s": round(walls[variant][-1], 1)}
             writer.writerow(row)
             handle.flush()
@@ -120,6 +120,7 @@ def main() -> None:
             if times:
                 print(f"{variant}: mean wall {statistics.mean(times):.1f} s over {len(times)} runs, "
                       f"{statistics.mean(times) / statistics.mean(walls[first]):.2f}x {first}", flush=True)
+
 
 if __name__ == "__main__":
     main()
