@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
-
 from tfbind_dist import api
 from tfbind_dist.data.sources import load_splits
+from tfbind_dist.training.metrics import binary_metrics
 
 
 def main() -> None:
@@ -28,12 +26,11 @@ def main() -> None:
     print(f"{'split':>6} {'members (mean ± sd)':>22} {'ensemble':>9} {'gain':>7}   ({len(models)} runs of "
           f"{models[0].tf})")
     for name, split in splits.items():
-        logit = api.predict(models, split.codes).logit.reshape(len(split.codes), len(models))
-        members = [roc_auc_score(split.labels, logit[:, i]) for i in range(len(models))]
-        ensemble = roc_auc_score(split.labels, logit.mean(axis=1))
-        spread = statistics.stdev(members) if len(members) > 1 else 0.0
-        print(f"{name:>6} {statistics.mean(members):>13.4f} ± {spread:.4f} {ensemble:>9.4f} "
-              f"{ensemble - np.mean(members):>+7.4f}")
+        logit = api.predict(models, split.codes).logit  # (N, runs): a list of models gives a column each
+        members = [binary_metrics(split.labels, logit[:, i])["auroc"] for i in range(len(models))]
+        ensemble = binary_metrics(split.labels, logit.mean(axis=1))["auroc"]
+        mean, spread = statistics.mean(members), statistics.stdev(members) if len(members) > 1 else 0.0
+        print(f"{name:>6} {mean:>13.4f} ± {spread:.4f} {ensemble:>9.4f} {ensemble - mean:>+7.4f}")
 
 
 if __name__ == "__main__":
