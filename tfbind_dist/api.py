@@ -34,7 +34,7 @@ __all__ = [
     "Predictions", "predict", "predictions_table", "evaluate", "sanity", "ism", "gradients", "deeplift_shap",
     "Explanation", "explain", "VariantEffects", "variant_effects", "score_variants", "discover_motifs", "recipe",
     "train", "train_pack", "DistributedSpec", "baseline", "sweep", "tune", "report",  # noqa: F822 (DistributedSpec: lazy)
-    "synthesize", "import_data", "shard", "score", "tracks", "plot_locus",
+    "synthesize", "import_data", "dataset_from_peaks", "shard", "score", "tracks", "plot_locus",
     "plot_ism", "plot_attribution_logo", "plot_gradient_grid", "plot_gradient_zoom",  # noqa: F822 (lazy)
     "plot_learning_curve",
     "TfbindError", "ConfigError", "DataError", "SequenceError", "TFS",
@@ -594,6 +594,27 @@ def import_data(src, out, **options) -> list[Path]:
 
     with writes_to(out, resumes="the files are written again"):
         return import_dataset(src, out, **options)
+
+
+def dataset_from_peaks(peaks, fasta, out, *, tfs=None, window: int = 200, flank: int = 0, center: str = "summit",
+                       valid_chroms=None, test_chroms=None, negative_ratio: float = 1.0, shuffled_ratio: float = 0.0,
+                       gc_bin_width: float = 0.02, margin: int = 0, exclude=None, max_n_fraction: float = 0.01,
+                       chrom_map: str = "none", seed: int = 0, multilabel: bool = False, progress: bool = True):
+    """Per-TF training sets from peak calls (BED/narrowPeak, one file per TF) and the genome FASTA, into the
+    dataset folder `out` that `train` reads: positives at the summits, GC-matched background from the same
+    chromosome split, validation and test on held-out chromosomes (`data.peaks`). Returns a `PeakDatasets`.
+    `valid_chroms` / `test_chroms`: lists of contigs (default: chosen to hold about 10% of the peaks each)."""
+    from tfbind_dist.data.peaks import PeakSettings, build_peak_datasets
+
+    peaks = [peaks] if isinstance(peaks, (str, Path)) else list(peaks)
+    settings = PeakSettings(window=window, flank=flank, center=center,
+                            valid_chroms=None if valid_chroms is None else tuple(valid_chroms),
+                            test_chroms=None if test_chroms is None else tuple(test_chroms),
+                            negative_ratio=negative_ratio, shuffled_ratio=shuffled_ratio, gc_bin_width=gc_bin_width,
+                            margin=margin, exclude=None if exclude is None else str(Path(exclude).resolve()),
+                            max_n_fraction=max_n_fraction, chrom_map=chrom_map, seed=seed, multilabel=multilabel)
+    with writes_to(out, resumes="the training sets are built again"):
+        return build_peak_datasets(peaks, fasta, out, tfs=tfs, settings=settings, progress=progress)
 
 
 def shard(src, out, **options):

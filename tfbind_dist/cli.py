@@ -154,6 +154,22 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def cmd_data_peaks(args) -> int:
+    built = api.dataset_from_peaks(args.peaks, args.fasta, args.out, tfs=args.tf, window=args.window, flank=args.flank,
+                                   center=args.center, valid_chroms=_chroms(args.valid_chroms),
+                                   test_chroms=_chroms(args.test_chroms), negative_ratio=args.negatives,
+                                   shuffled_ratio=args.shuffled, gc_bin_width=args.gc_bin_width, margin=args.margin,
+                                   exclude=args.exclude, max_n_fraction=args.max_n, chrom_map=args.chrom_map,
+                                   seed=args.seed, multilabel=args.multilabel, progress=not args.quiet)
+    print("\n".join(built.describe() + [f"wrote {built.out} ({', '.join(d.tf for d in built.tfs)}): train with "
+                                        f"tfbind train --data {built.out} --tf {built.tfs[0].tf}"]))
+    return 0
+
+
+def _chroms(text):
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
 def cmd_data_shard(args) -> int:
     summary = api.shard(args.src, args.out, window=args.window, stride=args.stride, rows_per_shard=args.rows_per_shard,
                         n_policy=args.n_policy, fasta=args.fasta, center=args.center, off_end=args.off_end,
@@ -437,7 +453,7 @@ def _parser_score(sub) -> None:
 
 
 def _parser_data(sub) -> None:
-    data = sub.add_parser("data", help="import, synthesize or shard datasets").add_subparsers(dest="data_command",
+    data = sub.add_parser("data", help="import, synthesize, build from peaks or shard datasets").add_subparsers(dest="data_command",
                                                                                              required=True)
     p = data.add_parser("import", help="chapter CSVs (dir or file) or FASTA -> Parquet dataset dir",
                         description="Read {TF}_{train,valid,test}_sequences.csv[.gz] files (a directory or one file) "
@@ -476,6 +492,43 @@ def _parser_data(sub) -> None:
                          help="auto: match 'chr1' and '1' by adding or dropping the 'chr' prefix")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_data_shard)
+
+    p = data.add_parser("peaks", help="peak calls + genome FASTA -> per-TF training sets (GC-matched background, "
+                                      "held-out chromosomes)",
+                        description="One labelled dataset per TF (OUT/{TF}_{train,valid,test}.parquet, what `tfbind "
+                                    "train --data OUT` reads): windows centred on each peak's summit (else midpoint; a "
+                                    "zero-length interval is its point) as positives, background windows of the same "
+                                    "GC content from the same chromosome split as negatives, validation and test on "
+                                    "whole held-out chromosomes. Every row keeps chrom, start, end, source (peak name "
+                                    "or 'background') and gc; OUT/_PEAKS.json records every setting, the counts and "
+                                    "how well GC matches. Re-running the same command is a no-op.")
+    p.add_argument("peaks", nargs="+", help="peak files, one per TF: BED (3+ columns; zero-length points allowed) or "
+                                            "narrowPeak (.bed/.narrowPeak[.gz])")
+    p.add_argument("--fasta", required=True, help="the genome the peaks lie on (plain, bgzip or gzip FASTA)")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--tf", nargs="+", help="the TF of each peak file, in order (default: each file's name up to the "
+                                           "first '_', '.' or '-')")
+    p.add_argument("--window", type=int, default=200, help="sequence length of the model (bp)")
+    p.add_argument("--flank", type=int, default=0, help="store J more bases on each side, for random shifts of up "
+                                                         "to J bp in training (train.jitter)")
+    p.add_argument("--center", choices=["summit", "midpoint"], default="summit")
+    p.add_argument("--valid-chroms", help="comma-separated validation chromosomes (default: chosen to hold about "
+                                          "10%% of the peaks)")
+    p.add_argument("--test-chroms", help="comma-separated test chromosomes (default: about 10%% of the peaks)")
+    p.add_argument("--negatives", type=float, default=1.0, help="GC-matched background windows per positive")
+    p.add_argument("--shuffled", type=float, default=0.0, help="dinucleotide-shuffled positives per positive, as "
+                                                              "more negatives")
+    p.add_argument("--gc-bin-width", type=float, default=0.02, help="GC-content bin for matching")
+    p.add_argument("--margin", type=int, default=0, help="background keeps this many bp away from every peak")
+    p.add_argument("--exclude", help="BED of regions no background window may touch (an ENCODE blacklist, say)")
+    p.add_argument("--max-n", type=float, default=0.01, help="largest fraction of N in a kept window")
+    p.add_argument("--chrom-map", choices=["none", "auto"], default="none",
+                   help="auto: match 'chr1' and '1' by adding or dropping the 'chr' prefix")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--multilabel", action="store_true", help="also OUT/multilabel_{split}.parquet: every window "
+                                                             "once, a 0/1 column per TF")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_data_peaks)
 
     p = data.add_parser("synth", help="synthetic data from real JASPAR motifs (the embedded default data)")
     p.add_argument("--out", required=True, help="output dataset directory")

@@ -61,9 +61,10 @@ def _int(field: bytes, path, line: int, column: int, what: str) -> int:
                         "expected an integer") from None
 
 
-def read_regions(path: str | Path) -> Regions:
+def read_regions(path: str | Path, *, points: bool = False) -> Regions:
     """Every data line of a BED (3 or more columns) or narrowPeak (10 columns) file, checked; a malformed line
-    is a DataError naming the file and line."""
+    is a DataError naming the file and line. With `points`, a zero-length interval (start = end: a ChIP-exo
+    site, say) is its point."""
     path = Path(path)
     narrow = path.name.lower().removesuffix(".gz").endswith(".narrowpeak")
     lines, chroms, starts, ends, names, strands, summits = [], [], [], [], [], [], []
@@ -75,13 +76,14 @@ def read_regions(path: str | Path) -> Regions:
             raise DataError(f"{path} line {number}: {len(fields)} column(s); a {'narrowPeak' if narrow else 'BED'} "
                             f"line has {'10' if narrow else 'at least 3'} (chrom, start, end, ...)")
         start, end = _int(fields[1], path, number, 2, "start"), _int(fields[2], path, number, 3, "end")
-        if not 0 <= start < end:
-            raise DataError(f"{path} line {number}: start {start} and end {end}: need 0 <= start < end")
+        if not (0 <= start <= end if points else 0 <= start < end):
+            raise DataError(f"{path} line {number}: start {start} and end {end}: need 0 <= start "
+                            f"{'<=' if points else '<'} end")
         strand = fields[5].decode() if len(fields) > 5 else "."
         if strand not in ("+", "-", "."):
             raise DataError(f"{path} line {number}: column 6 (strand) is {strand!r}, expected +, - or .")
         summit = _int(fields[9], path, number, 10, "summit") if narrow else -1
-        if summit >= end - start:
+        if summit >= max(end - start, 1):
             raise DataError(f"{path} line {number}: summit offset {summit} lies outside the region ({end - start} bp)")
         chrom = fields[0].decode()
         lines.append(number)
