@@ -47,12 +47,16 @@ sweep-demo: setup
 	  --set train.steps=$(SWEEP_STEPS) || (bash cluster/local.sh down; exit 1)
 	bash cluster/local.sh down
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; the tests on the session's Ray cluster stay in one)
+# and lists its 30 slowest tests at the end.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 test: setup-test
-	$(BIN)/python -m pytest -q
+	$(PYTEST) --durations=30
 
 # The edit loop: everything but the slow end-to-end runs (clusters, multi-process jobs, stress), < 3 minutes.
 test-fast: setup-test
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs $(DEMO_DATA)

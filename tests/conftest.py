@@ -30,57 +30,110 @@ def _data_cache(tmp_path_factory):
     os.environ["TFBIND_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
+def shared_dir(tmp_path_factory, name: str, make) -> Path:
+    """A folder made once for the whole test run by `make(folder)`, also when pytest-xdist runs the tests in
+    several processes: the first to ask makes it (under a file lock), the others wait for it and reuse it.
+    A `make` that failed leaves no folder, so the next to ask tries again (and fails with its own error)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above each worker's own
+    folder, done = root / "shared" / name, root / "shared" / f"{name}.done"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(str(root / "shared" / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                make(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
-    """Small synthetic dataset for CTCF and ZNF24, made once per session."""
+    """Small synthetic dataset for CTCF and ZNF24, made once per test run."""
     from tfbind_dist.data.synthetic import synthesize
 
-    out = tmp_path_factory.mktemp("synth")
-    synthesize(out, tfs=["CTCF", "ZNF24"], n_train=1200, seed=0)
-    return out
+    return shared_dir(tmp_path_factory, "synth", lambda out: synthesize(out, tfs=["CTCF", "ZNF24"], n_train=1200,
+                                                                           seed=0))
 
 
-def train_ctcf(synth_dir, out, steps: int, eval_every: int):
-    """A small CTCF run (chapter model, default settings) on the session's synthetic data; returns its directory."""
+def train_ctcf(synth_dir, out, steps: int, eval_every: int, **overrides):
+    """A small CTCF run (chapter recipe) on the session's synthetic data; returns its directory."""
     from tfbind_dist import config as C
     from tfbind_dist.training.loop import train_and_evaluate
 
     cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "train.steps": steps,
-                                           "train.eval_every": eval_every})
+                                           "train.eval_every": eval_every, **overrides})
     train_and_evaluate(cfg, out, progress=False)
     return out
 
 
 @pytest.fixture(scope="session")
 def ctcf_run(synth_dir, tmp_path_factory):
-    """A CTCF run (chapter recipe, 150 steps) shared by the explain and API tests."""
-    return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=150, eval_every=50)
+    """A CTCF run (chapter recipe, 150 steps): every test that needs "a trained model" (explain, API, user
+    errors, tracks, variants) shares it."""
+    return shared_dir(tmp_path_factory, "ctcf_run", lambda out: train_ctcf(synth_dir, out, steps=150, eval_every=50))
 
 
 @pytest.fixture(scope="session")
-def ctcf_motif_run(synth_dir, tmp_path_factory):
-    """CTCF with the default recipe, long enough to learn the motif (motif discovery, predicted sites)."""
-    from tfbind_dist import config as C
-    from tfbind_dist.training.loop import train_and_evaluate
-
-    run = tmp_path_factory.mktemp("motifs") / "ctcf"
-    cfg = C.with_overrides(C.load_recipe("default"), {"data.tf": "CTCF", "data.path": str(synth_dir),
-                                                      "train.steps": 600, "train.eval_every": 300})
-    train_and_evaluate(cfg, run, progress=False)
-    return run
-
-
-@pytest.fixture(scope="module")
 def small_run(synth_dir, tmp_path_factory):
     """A small, quickly scored CTCF run (fewer_conv_channels, 40 steps) for the scoring tests."""
-    from tfbind_dist import config as C
-    from tfbind_dist.training.loop import train_and_evaluate
+    return shared_dir(tmp_path_factory, "small_run", lambda out: train_ctcf(
+        synth_dir, out, steps=40, eval_every=20, **{"model.name": "fewer_conv_channels"}))
 
-    run = tmp_path_factory.mktemp("score") / "ctcf"
-    cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "model.name":
-                                           "fewer_conv_channels", "train.steps": 40, "train.eval_every": 20})
-    train_and_evaluate(cfg, run, progress=False)
+
+NOTEBOOK = REPO / "examples" / "quickstart.ipynb"
+# Appended to the notebook when the tests run it: what its in-memory motif discovery found, for
+# test_discovery to compare `tfbind motifs` against (the same model, sequences and settings).
+RECORD_DISCOVERY = """import json
+found.table.to_pickle("discovery_table.pkl")
+json.dump({"own_motif_rank": found.own_motif_rank, "motifs": len(found.motifs),
+           "first_q": float(found.matches[0][0].q_value)}, open("discovery.json", "w"))"""
+
+
+@pytest.fixture(scope="session")
+def quickstart(tmp_path_factory):
+    """examples/quickstart.ipynb run top to bottom in a real Jupyter kernel in a fresh folder, as a user runs
+    it (one CPU device, the default matplotlib backend); a cell's error is kept as its output (for the test to
+    name it) instead of stopping the run. Returns (the executed notebook, the folder)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    def execute(home):
+        notebook = nbformat.read(NOTEBOOK, as_version=4)
+        notebook.cells.append(nbformat.v4.new_code_cell(RECORD_DISCOVERY))
+        with pytest.MonkeyPatch.context() as env:  # the kernel inherits this process's environment
+            env.setenv("XLA_FLAGS", "")  # a user's notebook: one CPU device, not the tests' eight
+            env.delenv("MPLBACKEND", raising=False)
+            NotebookClient(notebook, timeout=1200, kernel_name="python3", allow_errors=True,
+                           resources={"metadata": {"path": str(home)}}).execute()
+        nbformat.write(notebook, home / "executed.ipynb")  # also to look at when a test fails
+
+    home = shared_dir(tmp_path_factory, "quickstart", execute)
+    return nbformat.read(home / "executed.ipynb", as_version=4), home
+
+
+@pytest.fixture(scope="session")
+def ctcf_motif_run(quickstart):
+    """The quickstart notebook's CTCF run (default recipe, 600 steps): long enough to learn the motif (motif
+    discovery, predicted sites)."""
+    run = quickstart[1] / "quickstart" / "runs" / "ctcf"
+    assert (run / "summary.json").exists(), f"the quickstart notebook did not train {run}: see test_notebook"
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`--dist loadgroup`) every test on the session's Ray cluster runs in one worker: the
+    cluster has fixed ports and addresses (one cluster per run)."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray_cluster"))
 
 
 RAY_PORT = "6390"
@@ -227,6 +280,18 @@ def run_cli(*args, env_extra=None, check=False, timeout=600):
     if check and proc.returncode != 0:
         raise AssertionError(f"tfbind {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def cli_fails(capsys, *argv) -> str:
+    """Run `tfbind argv` in this process (a user error needs no process of its own to be checked); assert exit
+    status 2 and one stderr line, `tfbind: error: ...`; return that line."""
+    from tfbind_dist.cli import main
+
+    status = main([str(a) for a in argv])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2, err
+    assert len(err) == 1 and err[0].startswith("tfbind: error: "), err
+    return err[0]
 
 
 def free_port() -> int:

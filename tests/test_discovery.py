@@ -99,25 +99,28 @@ def test_strongest_keeps_the_largest_total_contributions_in_order():
 
 
 @pytest.mark.slow
-def test_motifs_cli_finds_the_planted_ctcf_motif(ctcf_motif_run, tmp_path):
+def test_motifs_cli_finds_the_planted_ctcf_motif(quickstart, ctcf_motif_run, tmp_path):
     out = tmp_path / "motifs"
     proc = run_cli("motifs", "--run", ctcf_motif_run, "--split", "train", "--method", "deeplift-shap",
-                   "--references", "8", "--out", out, "--quiet", check=True, timeout=1200)
+                   "--references", "8", "--out", out, "--quiet", check=True, timeout=1200,
+                   env_extra={"XLA_FLAGS": ""})  # one CPU device, as the notebook's kernel
     table = pd.read_csv(out / MOTIFS_CSV)
     positive = table[table.sign == "+"].reset_index(drop=True)
     assert positive.match_1[0].split()[0] in own_matrix_ids("CTCF", jaspar.collection()), table.to_string()
     assert positive.match_1_q[0] < 0.05 and positive.is_own_tf[0]
     assert "the CTCF motif is positive motif #1" in proc.stdout
     assert (out / MODISCO_H5).exists() and (out / "figures" / f"{positive.motif[0]}.png").exists()
-    # the same discovery from Python, in memory: the same table, and nothing written
-    import tfbind_dist as tb
-
-    found = tb.discover_motifs(ctcf_motif_run, split="train", method="deeplift-shap", references=8, progress=False)
-    pd.testing.assert_frame_equal(found.table.drop(columns=[c for c in table if c.endswith("_q")]),
+    # the same discovery from Python, in memory: the notebook's `tb.discover_motifs` of this run with these
+    # settings found the same table, and wrote nothing
+    home = quickstart[1]
+    found = pd.read_pickle(home / "discovery_table.pkl")
+    pd.testing.assert_frame_equal(found.drop(columns=[c for c in table if c.endswith("_q")]),
                                   table.drop(columns=[c for c in table if c.endswith("_q")]).fillna(""),
                                   check_dtype=False)
-    np.testing.assert_allclose(found.table.match_1_q, table.match_1_q, rtol=1e-6)
-    assert found.own_motif_rank == 1 and len(found.motifs) == len(table) and found.matches[0][0].q_value < 0.05
+    np.testing.assert_allclose(found.match_1_q, table.match_1_q, rtol=1e-6)
+    record = json.loads((home / "discovery.json").read_text())
+    assert record["own_motif_rank"] == 1 and record["motifs"] == len(table) and record["first_q"] < 0.05
+    assert not (home / "quickstart" / MOTIFS_CSV).exists() and not list(home.rglob(MODISCO_H5))
     # too few sequences for a motif: one line naming the seqlet counts, exit 2, nothing written
     few = tmp_path / "few.txt"
     few.write_text("\n".join(["ACGT" * 50] * 3 + ["".join(np.random.default_rng(0).choice(list("ACGT"), 200))]))

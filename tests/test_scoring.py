@@ -19,7 +19,7 @@ from tfbind_dist.rundir import RunDir
 from tfbind_dist.training.loop import train_and_evaluate
 from tfbind_dist.training.restore import load_model
 
-ROWS, SHARDS = 20_000, 10
+ROWS, SHARDS = 2_000, 10  # 200 rows a shard: enough for a kill to land between shards
 
 
 def _write_shards(out, codes, first_id=0):

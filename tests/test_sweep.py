@@ -1,42 +1,49 @@
 """Sweeps on a real two-node local Ray cluster (cluster/local.sh), including the loss of a node mid-sweep."""
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, kill_node_under_a_checkpointed_run, run_cli, start_cli
+from conftest import REPO, cli_fails, kill_node_under_a_checkpointed_run, run_cli, start_cli
 from tfbind_dist.experiment import group_into_packs, pack_key
 from tfbind_dist.sweeps.spec import load_spec
 
 
 
-def _spec(tmp_path, steps=300):
+def _spec(tmp_path, steps=150):
     spec = {"name": "drill", "recipe": "chapter", "defaults": {"data": {"path": "synthetic", "synth_n_train": 1200},
-                                          "train": {"steps": steps, "eval_every": 20}},
+                                          "train": {"steps": steps, "eval_every": 50}},
             "matrix": {"data.tf": ["CTCF", "ZNF24"], "train.seed": [1, 2]}}
     path = tmp_path / "drill.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
 
-def test_spec_validation_names_the_bad_key(tmp_path):
+def test_spec_validation_names_the_bad_key(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"defaults": {"train": {"stepz": 3}}}))
-    proc = run_cli("sweep", bad, "--out", tmp_path / "s")
+    proc = run_cli("sweep", bad, "--out", tmp_path / "s")  # one real process: exit status and stderr as a user sees
     assert proc.returncode == 2 and "train.stepz" in proc.stderr
-    bad.write_text(yaml.safe_dump({"matrix": {"data.tf": ["CTCF"], "model.nme": ["conv"]}}))
-    proc = run_cli("sweep", bad, "--out", tmp_path / "s")
-    assert proc.returncode == 2 and "model.nme" in proc.stderr
-    bad.write_text(yaml.safe_dump({"pack": 0}))
-    proc = run_cli("sweep", bad, "--out", tmp_path / "s")
-    assert proc.returncode == 2 and "pack must be an integer >= 1" in proc.stderr
+    for spec, message in [({"matrix": {"data.tf": ["CTCF"], "model.nme": ["conv"]}}, "model.nme"),
+                          ({"pack": 0}, "pack must be an integer >= 1")]:
+        bad.write_text(yaml.safe_dump(spec))
+        assert message in cli_fails(capsys, "sweep", bad, "--out", tmp_path / "s")
+    assert not (tmp_path / "s").exists()
     spec = load_spec(REPO / "jobs" / "per_tf.yaml", {"steps": "100"})
     assert len(spec.jobs) == 10 and {j.config.train.steps for j in spec.jobs} == {100}
     assert len({j.job_id for j in spec.jobs}) == 10
     packed = load_spec(REPO / "jobs" / "per_tf_packed.yaml")
     assert packed.pack == 10 and [len(p) for p in group_into_packs(packed.jobs, lambda j: pack_key(j.config), 10)] == [10]
-    assert load_spec(REPO / "jobs" / "per_tf.yaml").jobs[0].job_id == load_spec(REPO / "jobs" / "per_tf.yaml").jobs[0].job_id
+    # job ids name run directories that a later sweep, in another process, must find again
+    code = ("from tfbind_dist.sweeps.spec import load_spec; "
+            "print(' '.join(j.job_id for j in load_spec('jobs/per_tf.yaml').jobs))")
+    ids = {seed: subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                                env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split() for seed in ("1", "2")}
+    assert ids["1"] == ids["2"] == [j.job_id for j in load_spec(REPO / "jobs" / "per_tf.yaml").jobs]
     assert {j.config.model.name for j in load_spec(REPO / "jobs" / "ablations_znf24.yaml").jobs} == {
         "baseline", "single_conv_only", "fewer_conv_channels", "remove_MLP", "add_one_transformer_block",
         "add_two_transformer_block"}
@@ -76,7 +83,7 @@ def test_sweep_survives_worker_node_loss_and_reruns_nothing(ray_cluster, tmp_pat
     assert attempts[0]["node"] == "127.0.0.3" and attempts[-1]["node"] == "127.0.0.2"
     metrics = pd.read_parquet(victim / "metrics.parquet")
     train_steps = metrics[(metrics.split == "train") & (metrics.metric == "loss")].step
-    assert sorted(train_steps) == list(range(1, 301)), "the resumed run must continue, not repeat or skip steps"
+    assert sorted(train_steps) == list(range(1, 151)), "the resumed run must continue, not repeat or skip steps"
 
     board = pd.read_parquet(sweep / "leaderboard.parquet")
     assert len(board) == 4 and board.run.is_unique and set(board.run) == set(summaries)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, kill_node_under_a_checkpointed_run, latest_checkpoint_step, run_cli, start_cli
+from conftest import REPO, cli_fails, kill_node_under_a_checkpointed_run, latest_checkpoint_step, run_cli, start_cli
 from tfbind_dist.tuning.spec import load_search
 
 
@@ -42,11 +42,16 @@ BASE = {"name": "t", "tfs": ["CTCF"], "space": {"train.learning_rate": {"logunif
     ({"recipe": "nope"}, "recipe: unknown recipe 'nope'"),
     ({"space": {"model.overrides.widht": {"choice": [1, 2]}}}, "space.model.overrides.widht=1"),
 ])
-def test_search_spec_errors_name_the_key(tmp_path, change, message):
-    path = _write(tmp_path, {**BASE, **change})
-    proc = run_cli("tune", path, "--out", tmp_path / "out")
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+def test_search_spec_errors_name_the_key(tmp_path, capsys, change, message):
+    assert message in cli_fails(capsys, "tune", _write(tmp_path, {**BASE, **change}), "--out", tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written that would block the corrected command
+
+
+def test_a_search_spec_error_from_the_command_line(tmp_path):
+    """The same check as a user meets it: a `tfbind tune` process exits 2 with the one line."""
+    proc = run_cli("tune", _write(tmp_path, {**BASE, "tfs": ["CTCF", "NOPE"]}), "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "unknown TF 'NOPE'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_shipped_search_specs_load_and_map_to_tune_domains():
@@ -119,18 +124,18 @@ def _wait_for_training_processes_to_end(timeout=120):
 
 @pytest.mark.slow
 def test_search_with_asha_survives_a_driver_kill_and_its_best_recipe_trains(ray_cluster, synth_dir, tmp_path):
-    # 300 steps, ASHA's only early-stopping rung at step 20 (reduction factor 20). The kill lands while the
+    # 200 steps, ASHA's only early-stopping rung at step 20 (reduction factor 20). The kill lands while the
     # rung's leader trains past step 100: after the re-run it must finish, resumed from its checkpoint.
     spec = _write(tmp_path, {
         "name": "drill", "recipe": "default",
-        "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"eval_every": 10, "warmup_steps": 0}},
+        "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"eval_every": 20, "warmup_steps": 0}},
         "tfs": ["CTCF"],
         "space": {"train.learning_rate": {"loguniform": [1.0e-5, 3.0e-2]},
                   "model.overrides.dropout_rate": {"uniform": [0.0, 0.3]}},
         "scheduler": {"name": "asha", "grace_period": 20, "reduction_factor": 20},
         "resources": {"cpus": 1}, "max_concurrent": 2, "num_samples": 5, "seed": 3})
     out = tmp_path / "search"
-    args = ["tune", spec, "--out", out, "--address", ray_cluster, "--data", synth_dir, "--set", "train.steps=300",
+    args = ["tune", spec, "--out", out, "--address", ray_cluster, "--data", synth_dir, "--set", "train.steps=200",
             "--quiet"]
     driver = start_cli(*args, env_extra={"XLA_FLAGS": ""})
     deadline = time.time() + 900  # generous: the CI box may be loaded
@@ -152,7 +157,7 @@ def test_search_with_asha_survives_a_driver_kill_and_its_best_recipe_trains(ray_
     assert len(table) == 5 and set(table.state) <= {"finished", "stopped"}
     assert (table.state == "stopped").sum() >= 1, table  # ASHA stopped a weak trial early
     stopped = table[table.state == "stopped"]
-    assert (stopped.last_step < 300).all() and (table[table.state == "finished"].last_step == 300).all()
+    assert (stopped.last_step < 200).all() and (table[table.state == "finished"].last_step == 200).all()
     for run, (done, step) in at_kill.items():
         attempts = (run / "attempts.jsonl").read_text().strip().splitlines()
         if done:
@@ -198,7 +203,7 @@ def test_per_tf_optuna_search_of_two_host_trials(ray_cluster, synth_dir, tmp_pat
 @pytest.mark.slow
 def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_dir, tmp_path):
     spec = _write(tmp_path, {
-        "name": "loss", "recipe": "chapter", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 300, "eval_every": 20}},
+        "name": "loss", "recipe": "chapter", "defaults": {"model": {"name": "fewer_conv_channels"}, "train": {"steps": 150, "eval_every": 50}},
         "tfs": ["CTCF"], "space": {"train.learning_rate": {"grid": [0.001, 0.003]}}, "scheduler": "none",
         "resources": {"cpus": 1}, "num_samples": 1, "max_concurrent": 2})
     out = tmp_path / "search"
@@ -216,7 +221,7 @@ def test_a_trial_whose_node_dies_resumes_from_its_checkpoint(ray_cluster, synth_
     assert attempts[0]["node"] == "127.0.0.3" and attempts[-1]["node"] == "127.0.0.2"
     metrics = pd.read_parquet(victim / "metrics.parquet")
     train_steps = metrics[(metrics.split == "train") & (metrics.metric == "loss")].step
-    assert sorted(train_steps) == list(range(1, 301)), "the resumed run must continue, not repeat or skip steps"
+    assert sorted(train_steps) == list(range(1, 151)), "the resumed run must continue, not repeat or skip steps"
 
 
 def test_a_trial_reports_each_evaluation_once_and_its_last_only_after_its_runs_end():

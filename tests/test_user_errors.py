@@ -11,23 +11,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import REPO, run_cli, train_ctcf
+from conftest import REPO, cli_fails as _fails, run_cli
 from tfbind_dist import config as C
 from tfbind_dist.cli import main
 
 
-def _fails(capsys, *argv) -> str:
-    """Run `tfbind argv` in-process; assert exit status 2 and a single stderr line; return it."""
-    status = main([str(a) for a in argv])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert status == 2, err
-    assert len(err) == 1 and err[0].startswith("tfbind: error: "), err
-    return err[0]
-
-
-@pytest.fixture(scope="module")
-def run(synth_dir, tmp_path_factory):
-    return train_ctcf(synth_dir, tmp_path_factory.mktemp("runs") / "ctcf", steps=20, eval_every=10)
+@pytest.fixture
+def run(ctcf_run):
+    """The session's trained CTCF run: these tests only need "a trained model"."""
+    return ctcf_run
 
 
 def test_train_mistakes_leave_nothing_and_the_corrected_command_runs(synth_dir, tmp_path, capsys):
@@ -128,21 +120,21 @@ def test_shard_mistakes(tmp_path, capsys):
         handle.write(">chr1\n" + genome + "\n")
     truncated = tmp_path / "truncated.fa.gz"
     truncated.write_bytes(fasta.read_bytes()[:-20])
-    assert "truncated gzip file" in _fails(capsys, "data", "shard", truncated, "--out", tmp_path / "s", "--quiet")
     fake = tmp_path / "plain.fa.gz"
     fake.write_text(">chr1\n" + genome + "\n")
-    assert "named .gz but not gzip-compressed" in _fails(capsys, "data", "shard", fake, "--out", tmp_path / "s",
-                                                          "--quiet")
     twice = tmp_path / "twice.fa"
     twice.write_text(f">chr1\n{genome}\n>chr1 again\n{genome}\n")
-    assert "record name 'chr1' appears twice" in _fails(capsys, "data", "shard", twice, "--out", tmp_path / "s",
-                                                        "--quiet")
     empty = tmp_path / "empty.fa"
     empty.write_text("")
-    assert "no FASTA records" in _fails(capsys, "data", "shard", empty, "--out", tmp_path / "s", "--quiet")
-    assert not list((tmp_path / "s").glob("*")) if (tmp_path / "s").exists() else True
-    assert main(["data", "shard", str(fasta), "--out", str(tmp_path / "s"), "--quiet"]) == 0
-    assert json.loads((tmp_path / "s" / "_SHARDS.json").read_text())["rows"] == 5
+    out = tmp_path / "s"
+    for source, expected in [(truncated, "truncated gzip file"), (fake, "named .gz but not gzip-compressed"),
+                             (twice, "record name 'chr1' appears twice"), (empty, "no FASTA records")]:
+        # one row a shard: a mistake found mid-stream comes after shards were written, which must go again
+        assert expected in _fails(capsys, "data", "shard", source, "--out", out, "--rows-per-shard", "1", "--quiet")
+        left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else []
+        assert left == [], f"{source.name} left {left} in --out"  # nothing that would block the corrected command
+    assert main(["data", "shard", str(fasta), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "_SHARDS.json").read_text())["rows"] == 5
 
 
 def test_binary_sweep_spec_and_config(tmp_path, capsys):
