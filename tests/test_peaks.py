@@ -177,3 +177,29 @@ def test_the_cli_builds_what_train_reads(tmp_path, synth_dir):
     summary = tb.train(tb.recipe("chapter", tf="Reb1", path=str(out), steps=10, eval_every=10), tmp_path / "run",
                        progress=False)
     assert summary["status"] == "finished" and 0 <= summary["test_auroc"] <= 1
+
+
+def test_flanks_give_training_shifts_of_real_bases_and_evaluation_the_centred_window(reb1, tmp_path):
+    import jax
+
+    from tfbind_dist.data.encoding import decode
+    from tfbind_dist.training.augment import strand_and_shift
+
+    _, out, _ = reb1
+    stored = encode(list(_split(out, "valid").sequence[:64]))  # 220 bp: the 200-bp window and 10 bp each side
+    shifted = np.asarray(strand_and_shift(stored, jax.random.PRNGKey(0), rc=False, jitter=6, flank=10))
+    offsets = [next(o for o in range(21) if np.array_equal(s, row[o: o + 200])) for s, row in zip(shifted, stored)]
+    assert shifted.shape == (64, 200) and set(offsets) <= set(range(4, 17)) and len(set(offsets)) > 3
+    centred = np.asarray(strand_and_shift(stored, jax.random.PRNGKey(0), rc=False, jitter=0, flank=10))
+    np.testing.assert_array_equal(centred, stored[:, 10:210])
+    config = tb.recipe("default", tf="Reb1", path=str(out), steps=10, eval_every=10, **{"data.flank": 10,
+                                                                                       "train.jitter": 10})
+    summary = tb.train(config, tmp_path / "run", progress=False)
+    model = tb.load_model(tmp_path / "run")
+    assert model.length == 200 and summary["status"] == "finished"
+    valid = tb.choose_sequences(model, split="valid", index="0:4")
+    assert [s for s in valid.sequences] == [s[10:210] for s in _split(out, "valid").sequence[:4]]
+    assert decode(stored[:1])[0][10:210] == valid.sequences[0]
+    with pytest.raises(tb.ConfigError, match=r"train.jitter must be at most data.flank \(10\)"):
+        tb.train(tb.recipe("default", tf="Reb1", path=str(out), **{"data.flank": 10, "train.jitter": 11}),
+                 tmp_path / "other", progress=False)

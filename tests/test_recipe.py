@@ -190,6 +190,8 @@ def test_early_stopping_and_baseline_in_summary(synth_dir, tmp_path):
     # no BatchNorm and a zero learning rate: the first evaluation stays the best one; two more without gain stop the run
     assert summary["best_step"] == 10 and summary["stopped_early_at"] == 30
     assert 0.6 < summary["baseline_valid_auroc"] <= 1.0 and "6-mer" in summary["baseline"]
+    # the composition baseline beside it: the synthetic negatives share the positives' GC by design
+    assert 0.3 < summary["composition_valid_auroc"] < summary["baseline_valid_auroc"]
     assert json.loads((tmp_path / "r" / "summary.json").read_text()) == summary
 
 
@@ -208,6 +210,7 @@ def test_cli_recipes_baseline_and_sweep_spec(synth_dir, tmp_path):
     proc = run_cli("baseline", "--tf", "CTCF", "--data", synth_dir, "-k", "5", check=True)
     result = json.loads(proc.stdout)
     assert result["baseline"].startswith("5-mer") and 0.5 < result["valid_auroc"] <= 1.0
+    assert result["composition"].startswith("dinucleotide composition") and 0 < result["composition_test_auroc"] < 1
     missing = run_cli("baseline", "--tf", "SRF", "--data", synth_dir)
     assert missing.returncode == 2 and "no data for TF 'SRF' (data.tf); found CTCF, ZNF24" in missing.stderr
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import cli_fails, run_cli
+from tfbind_dist.cli import main
 from tfbind_dist import config as C
 from tfbind_dist.rundir import RunConfigMismatch
 from tfbind_dist.training.loop import train_and_evaluate
@@ -75,7 +76,7 @@ def test_rerun_with_other_settings_is_refused(synth_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_synthetic_ctcf_end_to_end(tmp_path):
+def test_cli_train_synthetic_ctcf_end_to_end(tmp_path, capsys):
     """The README path: train on the embedded synthetic data, then evaluate, predict and sanity-check."""
     run = tmp_path / "ctcf"
     one_device = {"XLA_FLAGS": ""}
@@ -108,12 +109,10 @@ def test_cli_train_synthetic_ctcf_end_to_end(tmp_path):
     pred = pd.read_csv(out)
     assert list(pred.columns) == ["sequence", "probability", "logit"] and len(pred) == 2
     assert pred.probability[1] > pred.probability[0]
-    bad = run_cli("predict", "--run", run, "--sequence", "ACGT" * 49 + "ACGX", env_extra=one_device)
-    assert bad.returncode == 2 and "invalid base 'X' at position 199" in bad.stderr
-
-    again = run_cli("train", "--tf", "CTCF", "--data", "synthetic", "--steps", "300", "--out", run,
-                    env_extra=one_device, check=True)
-    assert json.loads(again.stdout) == summary  # finished runs are not trained again
+    assert "invalid base 'X' at position 199" in cli_fails(capsys, "predict", "--run", run, "--sequence",
+                                                           "ACGT" * 49 + "ACGX")
+    assert main(["train", "--tf", "CTCF", "--data", "synthetic", "--steps", "300", "--out", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out) == summary  # finished runs are not trained again
 
 
 def test_resume_after_a_kill_between_best_and_latest_saves(synth_dir, tmp_path):

@@ -502,7 +502,8 @@ def train_pack(configs, workdirs, *, progress: bool = True) -> list[dict[str, An
 
 
 def baseline(tf: str, data, *, k: int = 6, seed: int = 0):
-    """The k-mer logistic-regression baseline of a TF's data: `BaselineResult` (valid and test auROC)."""
+    """The k-mer logistic-regression baseline of a TF's data: `BaselineResult` (valid and test auROC). `k=2` is
+    the dinucleotide composition baseline."""
     from tfbind_dist.data.sources import load_splits
     from tfbind_dist.training.kmer_baseline import fit_kmer_baseline
 

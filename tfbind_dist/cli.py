@@ -36,8 +36,11 @@ def cmd_train(args) -> int:
 
 def cmd_baseline(args) -> int:
     result = api.baseline(args.tf, args.data, k=args.k, seed=args.seed)
+    composition = api.baseline(args.tf, args.data, k=2, seed=args.seed)
     print(json.dumps({"tf": args.tf, "data": str(args.data), "baseline": result.description,
-                      "valid_auroc": result.valid_auroc, "test_auroc": result.test_auroc}, indent=2))
+                      "valid_auroc": result.valid_auroc, "test_auroc": result.test_auroc,
+                      "composition": composition.description, "composition_valid_auroc": composition.valid_auroc,
+                      "composition_test_auroc": composition.test_auroc}, indent=2))
     return 0
 
 

@@ -24,7 +24,7 @@ OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout", "train.steps_per_
 # runs resume and those sweep jobs keep their ids.
 LATER_KEYS = ("train.evo_mutate_frac", "train.evo_delete_max", "train.evo_insert_max", "train.evo_invert_max",
               "train.evo_translocate_max", "train.evo_max_per_seq", "train.finetune_steps",
-              "train.finetune_learning_rate")
+              "train.finetune_learning_rate", "data.flank")
 
 
 def absolute_data_path(path: str) -> str:
@@ -45,6 +45,8 @@ class DataConfig:
     eval_batch_size: int = 1024
     synth_n_train: int = 6000  # rows per TF in the train split when path == "synthetic"
     synth_seed: int = 0
+    flank: int = 0  # bases stored on each side of the model's window (`tfbind data peaks --flank`): training shifts
+    #                 the window by up to train.jitter of them (real bases, not N); evaluation takes the centred one
 
 
 @dataclass
@@ -108,11 +110,11 @@ class RunConfig:
         for key in OPERATIONAL_KEYS:
             section, name = key.split(".")
             data[section].pop(name, None)
-        defaults = TrainConfig()
+        defaults = RunConfig()
         for key in LATER_KEYS:
-            name = key.split(".")[1]
-            if getattr(self.train, name) == getattr(defaults, name):
-                data["train"].pop(name)
+            section, name = key.split(".")
+            if getattr(getattr(self, section), name) == getattr(getattr(defaults, section), name):
+                data[section].pop(name)
         return data
 
     def validate(self) -> "RunConfig":
@@ -136,6 +138,9 @@ class RunConfig:
             (self.train.steps_per_dispatch > 0, "train.steps_per_dispatch", "positive"),
             (self.train.stall_timeout >= 0, "train.stall_timeout", "zero or positive"),
             (self.data.eval_batch_size > 0, "data.eval_batch_size", "positive"),
+            (self.data.flank >= 0, "data.flank", "zero or positive"),
+            (not self.data.flank or self.train.jitter <= self.data.flank, "train.jitter",
+             f"at most data.flank ({self.data.flank}): the shifts come from the stored flanks"),
         ]
         for ok, key, expected in checks:
             if not ok:

@@ -38,6 +38,7 @@ class SplitData:
     codes: np.ndarray
     labels: np.ndarray
     table: pa.Table
+    flanked: np.ndarray | None = None  # the stored codes (N, L + 2 flank) when `codes` is their centred window
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -45,6 +46,13 @@ class SplitData:
     @property
     def length(self) -> int:
         return self.codes.shape[1]
+
+    def centred(self, flank: int, source: str) -> "SplitData":
+        """The split's centred windows (what a model of length L sees), the stored ones kept in `flanked` for
+        training's shifts (`data.flank`)."""
+        if self.length <= 2 * flank:
+            raise DataError(f"{source}: data.flank={flank}, but its sequences are {self.length} bp")
+        return SplitData(self.codes[:, flank: self.length - flank], self.labels, self.table, self.codes)
 
 
 def encode_column(column: pa.ChunkedArray | pa.Array, *, source: str, n_policy: str = "uniform",

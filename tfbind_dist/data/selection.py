@@ -37,7 +37,10 @@ def choose_sequences(data: DataConfig, *, sequence: str | None = None, input=Non
     if not len(rows):
         raise DataError(f"--split {split}{'' if label is None else f' --label {label}'}: no sequences")
     chosen = rows[_rows(index, len(rows))]
-    return Sequences(sequence_column_strings(table.table.take(chosen)), [f"{split}:{i}" for i in chosen])
+    strings = sequence_column_strings(table.table.take(chosen))
+    if data.flank:  # the centred windows the model sees (`data.flank`)
+        strings = [s[data.flank: len(s) - data.flank] for s in strings]
+    return Sequences(strings, [f"{split}:{i}" for i in chosen])
 
 
 def _rows(index, count: int):

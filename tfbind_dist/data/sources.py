@@ -64,6 +64,8 @@ def load_splits(cfg: DataConfig, splits=SPLITS) -> dict[str, SplitData]:
     check_data(cfg, splits)
     data_dir = resolve_data_dir(cfg)
     loaded = {s: load_split(data_dir, cfg.tf, s, n_policy=cfg.n_policy) for s in splits}
+    if cfg.flank:
+        loaded = {s: d.centred(cfg.flank, f"{data_dir} {cfg.tf} {s}") for s, d in loaded.items()}
     lengths = {s: d.length for s, d in loaded.items()}
     if len(set(lengths.values())) > 1:
         raise DataError(f"{data_dir}: {cfg.tf} splits have different sequence lengths {lengths}")

@@ -22,17 +22,24 @@ from tfbind_dist.data.encoding import N_CODE, complement, reverse_complement
 from tfbind_dist.errors import ConfigError
 
 
-def strand_and_shift(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int) -> jax.Array:
+def strand_and_shift(codes: jax.Array, key: jax.Array, *, rc: bool, jitter: int, flank: int = 0) -> jax.Array:
     """Random strand and random shift per sequence.
 
     A shift of s moves every base s positions along the window; the s bases shifted in
-    are N (whose one-hot the n_policy decides), so no sequence wraps around.
+    are N (whose one-hot the n_policy decides), so no sequence wraps around. With `flank` F,
+    the sequences carry F real bases on each side of the model's window (`data.flank`): the
+    shift (at most F) takes real bases from them, and the result is the (B, L - 2F) window.
     """
     rc_key, shift_key = jax.random.split(key)
     batch, length = codes.shape
     if rc:
         flip = jax.random.bernoulli(rc_key, 0.5, (batch, 1))
         codes = jnp.where(flip, reverse_complement(codes), codes)
+    if flank:
+        shifts = jax.random.randint(shift_key, (batch, 1), -jitter, jitter + 1) if jitter else \
+            jnp.zeros((batch, 1), jnp.int32)
+        source = jnp.arange(length - 2 * flank)[None, :] + flank - shifts
+        return jnp.take_along_axis(codes, source, axis=1).astype(jnp.uint8)
     if jitter:
         shifts = jax.random.randint(shift_key, (batch, 1), -jitter, jitter + 1)
         source = jnp.arange(length)[None, :] - shifts
@@ -164,8 +171,8 @@ def augments(train: TrainConfig | None) -> bool:
     return train is not None and bool(train.augment_rc or train.jitter or evolution_ops(train))
 
 
-def augment_batch(codes, key, train: TrainConfig):
-    """A training batch as the recipe augments it: strand and shift, then the evolution-inspired
-    transformations."""
-    codes = strand_and_shift(codes, key, rc=train.augment_rc, jitter=train.jitter)
+def augment_batch(codes, key, train: TrainConfig, flank: int = 0):
+    """A training batch as the recipe augments it: strand and shift (from the stored flanks, if any), then the
+    evolution-inspired transformations."""
+    codes = strand_and_shift(codes, key, rc=train.augment_rc, jitter=train.jitter, flank=flank)
     return evolve(codes, jax.random.fold_in(key, 2), evolution_ops(train), train.evo_max_per_seq)

@@ -50,7 +50,10 @@ def is_primary() -> bool:
 
 
 def make_train_iterator(config: RunConfig, train: SplitData):
-    """The configured loader's iterator over this process's part of each global batch."""
+    """The configured loader's iterator over this process's part of each global batch (the stored windows, flanks
+    included: the train step crops them)."""
+    if train.flanked is not None:
+        train = SplitData(train.flanked, train.labels, train.table)
     if config.data.loader == "tfdata":
         from tfbind_dist.data.tfdata import TFDataTrainIterator
 
@@ -254,11 +257,13 @@ class Member:
             "length": self.length,
         }
         if self.tcfg.with_baseline:
-            from tfbind_dist.training.kmer_baseline import fit_kmer_baseline
+            from tfbind_dist.training.kmer_baseline import fit_composition_baseline, fit_kmer_baseline
 
             baseline = fit_kmer_baseline(self.splits, seed=self.tcfg.seed)
+            composition = fit_composition_baseline(self.splits, seed=self.tcfg.seed)
             summary.update(baseline_valid_auroc=baseline.valid_auroc, baseline_test_auroc=baseline.test_auroc,
-                           baseline=baseline.description)
+                           baseline=baseline.description, composition_valid_auroc=composition.valid_auroc,
+                           composition_test_auroc=composition.test_auroc)
         if is_primary():
             figure, axes = detached((11, 4), 1, 2)
             plot_learning_curve(self.metrics.frame(), f"{cfg.data.tf} {cfg.model.name}", axes=axes[0])

@@ -37,7 +37,7 @@ class SoloProgram:
         self.plan = plan
         self.state = _resumed_state(self.member, plan)
         self.step = make_train_step(self.member.model, self.member.tx, plan, self.member.config.data.n_policy,
-                                    self.member.tcfg)
+                                    self.member.tcfg, self.member.config.data.flank)
 
     def run(self, size: int, active: Sequence[bool]) -> jax.Array:
         """Train `size` steps in one dispatch; their losses (size,)."""
@@ -76,7 +76,7 @@ class PackedProgram:
                 return members[0].model
             return build_model(lead.model.name, **overrides, dropout_rate=dropout_rate)
 
-        self.step = make_packed_train_step(model_for, lead.train, plan, lead.data.n_policy)
+        self.step = make_packed_train_step(model_for, lead.train, plan, lead.data.n_policy, lead.data.flank)
 
     def run(self, size: int, active: Sequence[bool]) -> jax.Array:
         """Train the active members `size` steps in one dispatch (the others are carried unchanged); the

@@ -23,21 +23,26 @@ class MemberHypers(NamedTuple):
     dropout_rate: jax.Array
 
 
-def _member_step(model_for: Callable, tx_for: Callable, n_policy: str, train: TrainConfig | None) -> Callable:
+def _member_step(model_for: Callable, tx_for: Callable, n_policy: str, train: TrainConfig | None,
+                 flank: int = 0) -> Callable:
     """step(state, codes, labels, hypers) -> (state, loss): one optimisation step of one model.
 
     `model_for(hypers)` / `tx_for(hypers)` give the model and optimiser (a solo run ignores `hypers`).
     `train`'s augmentations, when it has any, transform the batch first, except in the fine-tuning phase
-    (the last `train.finetune_steps` steps).
+    (the last `train.finetune_steps` steps). With `flank` F (`data.flank`), batches carry F stored bases on
+    each side: the model sees the centred window, or the one the recipe's shift draws from them.
     """
 
     def step(state: TrainState, codes, labels, hypers):
         model, tx = model_for(hypers), tx_for(hypers)
         dropout_key = jax.random.fold_in(state.rng, state.step)
+        plain = codes[:, flank: codes.shape[1] - flank] if flank else codes
         if augments(train):
-            augmented = augment_batch(codes, jax.random.fold_in(dropout_key, 1), train)
-            codes = jnp.where(state.step < train.steps - train.finetune_steps, augmented, codes) \
+            augmented = augment_batch(codes, jax.random.fold_in(dropout_key, 1), train, flank)
+            codes = jnp.where(state.step < train.steps - train.finetune_steps, augmented, plain) \
                 if train.finetune_steps else augmented
+        else:
+            codes = plain
         x = one_hot(codes, n_policy)
         y = labels.astype(jnp.float32)[:, None]
 
@@ -77,7 +82,7 @@ def _in_blocks(step: Callable) -> Callable:
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: MeshPlan, n_policy: str,
-                    train: TrainConfig | None = None) -> Callable:
+                    train: TrainConfig | None = None, flank: int = 0) -> Callable:
     """Return train_step(state, codes, labels) -> (state, losses), jitted with the state donated.
 
     `codes` (S, B, L) uint8 and `labels` (S, B) are S consecutive batches (S = the steps of one
@@ -85,7 +90,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: Me
     cross-entropy over its global batch. `train`'s augmentations (`training/augment.py`), when set,
     transform each batch on device first.
     """
-    step = _member_step(lambda _: model, lambda _: tx, n_policy, train)
+    step = _member_step(lambda _: model, lambda _: tx, n_policy, train, flank)
     block = _in_blocks(lambda state, codes, labels: step(state, codes, labels, None))
     return jax.jit(
         block,
@@ -95,7 +100,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, plan: Me
     )
 
 
-def make_packed_train_step(model_for: Callable, train: TrainConfig, plan: MeshPlan, n_policy: str) -> Callable:
+def make_packed_train_step(model_for: Callable, train: TrainConfig, plan: MeshPlan, n_policy: str,
+                           flank: int = 0) -> Callable:
     """Return packed_step(states, codes, labels, hypers, active) -> (states, losses) for K models of one
     architecture trained as one program: their states stacked on a leading axis, `codes` (S, K, B, L) and
     `labels` (S, K, B) one batch per member per step, `hypers` a MemberHypers of (K,) values, `active` (K,)
@@ -103,7 +109,7 @@ def make_packed_train_step(model_for: Callable, train: TrainConfig, plan: MeshPl
     `model_for(dropout_rate)` builds a member's model."""
     step = _member_step(lambda h: model_for(h.dropout_rate),
                         lambda h: make_optimizer(train, learning_rate=h.learning_rate, weight_decay=h.weight_decay),
-                        n_policy, train)
+                        n_policy, train, flank)
 
     def packed_step(states, codes, labels, hypers, active):
         new, losses = jax.vmap(step)(states, codes, labels, hypers)
