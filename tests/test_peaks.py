@@ -112,20 +112,98 @@ def test_same_build_is_a_no_op_and_other_settings_are_refused(reb1, tmp_path, ca
 
 
 def test_peak_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
-    renamed = tmp_path / "Reb1_renamed.bed"
-    renamed.write_text("chr4\t1000\t1000\nchr4\t5000\t5000\n")
-    line = cli_fails(capsys, "data", "peaks", renamed, "--fasta", GENOME, "--out", tmp_path / "o")
+    out = tmp_path / "o"
+    base = ["data", "peaks", "--fasta", GENOME, "--out", out, "--quiet"]
+
+    def fails(name, text, *extra):
+        path = tmp_path / name
+        path.write_text(text)
+        line = cli_fails(capsys, *base[:2], path, *base[2:], *extra)
+        assert not out.exists(), f"{name} left {out}"
+        return line
+
+    assert "Reb1_bad.bed line 2: column 2 (start) is 'ten', expected an integer" in fails(
+        "Reb1_bad.bed", "chrI\t100\t100\nchrI\tten\t20\n")
+    assert "Reb1_back.bed line 1: start 500 and end 20: need 0 <= start <= end" in fails(
+        "Reb1_back.bed", "chrI\t500\t20\n")
+    assert "Reb1_empty.bed: no regions (no data lines)" in fails("Reb1_empty.bed", "")
+    line = fails("Reb1_lacks.bed", "chrI\t1000\t1000\nchrXVII\t5000\t5000\n")
+    assert "1 peaks lie on contigs the FASTA does not have (chrXVII)" in line and "the FASTA has chrI, chrII" in line
+    line = fails("Reb1_renamed.bed", "chr4\t1000\t1000\nchr4\t5000\t5000\n")
     assert "2 peaks lie on contigs the FASTA does not have (chr4)" in line and "chr4 -> chrIV" in line
-    line = cli_fails(capsys, "data", "peaks", REB1, "--fasta", GENOME, "--out", tmp_path / "o", "--valid-chroms",
-                     "chrI,chrII", "--test-chroms", "chrII")
+    everything = tmp_path / "everything.bed"
+    everything.write_text("chrIV\t0\t2000000\n")
+    line = cli_fails(capsys, *base[:2], REB1, *base[2:], "--exclude", everything)
+    assert "no background window left on the test chromosomes (chrIV)" in line and str(everything) in line
+    line = cli_fails(capsys, *base[:2], REB1, *base[2:], "--valid-chroms", "chrI,chrII", "--test-chroms", "chrII")
     assert "chrII in both valid_chroms and test_chroms" in line
-    line = cli_fails(capsys, "data", "peaks", REB1, "--fasta", GENOME, "--out", tmp_path / "o", "--test-chroms", "chr9")
+    line = cli_fails(capsys, *base[:2], REB1, *base[2:], "--test-chroms", "chr9")
     assert "test_chroms: 'chr9' is not a contig of the FASTA" in line
     bad = tmp_path / "odd name.bed"
     bad.write_text("chrI\t10\t20\n")
-    assert "cannot tell the TF from the file name; pass --tf" in cli_fails(
-        capsys, "data", "peaks", bad, "--fasta", GENOME, "--out", tmp_path / "o")
-    assert not (tmp_path / "o").exists()
+    assert "cannot tell the TF from the file name; pass --tf" in cli_fails(capsys, *base[:2], bad, *base[2:])
+    assert not out.exists()
+
+
+def test_planted_sites_in_a_real_genome_region_come_back_as_its_slices(tmp_path, genome):
+    """REB1 consensus sites planted into real yeast sequence, given as point peaks: every positive window is the
+    genome slice centred on its site, the site at the centre."""
+    rng = np.random.default_rng(5)
+    contigs = {name: list(genome["chrIV"][i * 60_000: (i + 1) * 60_000]) for i, name in enumerate(["a", "b", "c"])}
+    planted = []
+    for name, bases in contigs.items():
+        for centre in rng.choice(np.arange(300, 59_700, 400), 40, replace=False):
+            bases[centre - 4: centre + 4] = "TTACCCGG"
+            planted.append((name, int(centre)))
+    fasta = tmp_path / "planted.fa"
+    fasta.write_text("".join(f">{n}\n{''.join(b)}\n" for n, b in contigs.items()))
+    peaks = tmp_path / "Reb1.bed"
+    peaks.write_text("".join(f"{n}\t{c}\t{c}\n" for n, c in planted))
+    built = tb.dataset_from_peaks(peaks, fasta, tmp_path / "out", valid_chroms=["b"], test_chroms=["c"], progress=False)
+    assert {s: r["positive"] for s, r in built.tfs[0].rows.items()} == {"train": 40, "valid": 40, "test": 40}
+    text = {n: "".join(b) for n, b in contigs.items()}
+    for split in ("train", "valid", "test"):
+        table = pd.read_parquet(tmp_path / "out" / f"Reb1_{split}.parquet")
+        positives = table[table.label == 1]
+        assert sorted(zip(positives.chrom, positives.start + 100)) == sorted(p for p in planted
+                                                                             if p[0] == {"train": "a", "valid": "b",
+                                                                                         "test": "c"}[split])
+        for row in table.itertuples():
+            assert row.sequence == text[row.chrom][row.start: row.end]
+        assert (positives.sequence.str[96:104] == "TTACCCGG").all()
+
+
+ENCODE = YEAST / "CTCF_K562_ENCSR000AKO_hg38.narrowPeak.gz"
+
+
+def test_narrowpeak_windows_centre_on_the_summit_of_the_real_encode_peaks(tmp_path):
+    """The 51,759 ENCODE CTCF IDR peaks: every window centred on start + column 10; those of chr21 built into a
+    training set on a genome of chr21's length."""
+    from tfbind_dist.data.peaks import _centres
+    from tfbind_dist.data.regions import read_regions
+
+    table = pd.read_csv(ENCODE, sep="\t", header=None)
+    regions = read_regions(ENCODE)
+    assert len(regions.line) == len(table) == 51_759
+    np.testing.assert_array_equal(_centres(regions, "summit"), table[1] + table[9])
+    chr21 = table[table[0] == "chr21"]
+    small = pd.DataFrame([[c, 20_000 * k, 20_000 * k + 300, f"{c}_{k}", 0, ".", 1.0, -1, -1, 150]
+                          for c in ("chrA", "chrB") for k in range(1, 5)])
+    (tmp_path / "CTCF.narrowPeak").write_text(pd.concat([chr21, small]).to_csv(sep="\t", header=False, index=False))
+    rng = np.random.default_rng(0)
+    contigs = {"chr21": 46_709_983, "chrA": 100_000, "chrB": 100_000}  # chr21 at its hg38 length
+    sequences = {c: rng.choice(np.frombuffer(b"ACGT", np.uint8), n).tobytes() for c, n in contigs.items()}
+    (tmp_path / "genome.fa").write_bytes(b"".join(b">" + c.encode() + b"\n" + q + b"\n" for c, q in sequences.items()))
+    built = tb.dataset_from_peaks(tmp_path / "CTCF.narrowPeak", tmp_path / "genome.fa", tmp_path / "out",
+                                  valid_chroms=["chrA"], test_chroms=["chrB"], progress=False)
+    (ctcf,) = built.tfs
+    train = pd.read_parquet(tmp_path / "out" / "CTCF_train.parquet")
+    positives = train[train.label == 1]
+    summits = {(f"{c}:{a}-{b}", a + offset) for c, a, b, offset in zip(chr21[0], chr21[1], chr21[2], chr21[9])}
+    assert len(positives) == ctcf.rows["train"]["positive"] == len(chr21) - ctcf.merged - sum(ctcf.dropped.values())
+    assert {(name, start + 100) for name, start in zip(positives.source, positives.start)} <= summits
+    for row in positives.sample(50, random_state=1).itertuples():
+        assert row.sequence == sequences["chr21"][row.start: row.end].decode()
 
 
 def test_chosen_chromosomes_and_several_tfs_with_one_multilabel_table(tmp_path, genome):

@@ -461,6 +461,14 @@ def build_peak_datasets(peaks: Sequence[str | Path], fasta: str | Path, out: str
             parts = candidates[(p.tf, split)]
             gc = np.concatenate([g for _, _, g in parts]) if parts else np.zeros(0)
             pos_gc = np.concatenate([g for s, *_, g in positives[p.tf] if s == split] or [np.zeros(0)])
+            if not len(pos_gc):
+                raise DataError(f"{p.source}: no {p.tf} peak on the {split} chromosomes ({', '.join(splits[split])}); "
+                                "choose other held-out chromosomes")
+            if not len(gc):
+                raise DataError(f"{p.source}: no background window left on the {split} chromosomes "
+                                f"({', '.join(splits[split])}) once the peaks (margin {settings.margin} bp)"
+                                + (f" and the exclusions of {settings.exclude}" if settings.exclude else "")
+                                + f" and windows with more than {settings.max_n_fraction:g} N are left out")
             picked = _match_gc(pos_gc, gc, settings.negative_ratio, settings.gc_bin_width, rng)
             chrom_of = np.concatenate([np.full(len(st), c, dtype=object) for c, st, _ in parts]) if parts else \
                 np.zeros(0, object)
@@ -504,9 +512,6 @@ def build_peak_datasets(peaks: Sequence[str | Path], fasta: str | Path, out: str
                            np.r_[pos_start, neg_start, pos_start[shuf_rows]],
                            pos_name + ["background"] * len(neg_codes) + [f"shuffled:{pos_name[r]}" for r in shuf_rows],
                            np.r_[pos_gc, neg_gc, gc_fraction(shuf_codes[:, j: j + w])], w)
-            if not len(pos_codes):
-                raise DataError(f"{p.source}: no {p.tf} peak on the {split} chromosomes ({', '.join(splits[split])}); "
-                                "choose other held-out chromosomes")
             path = split_path(out, p.tf, split)
             write_table_atomic(table, path)
             written.append(path.name)

@@ -83,7 +83,7 @@ def read_regions(path: str | Path, *, points: bool = False) -> Regions:
         if strand not in ("+", "-", "."):
             raise DataError(f"{path} line {number}: column 6 (strand) is {strand!r}, expected +, - or .")
         summit = _int(fields[9], path, number, 10, "summit") if narrow else -1
-        if summit >= max(end - start, 1):
+        if summit > end - start:  # real narrowPeak files put a summit on the end coordinate too
             raise DataError(f"{path} line {number}: summit offset {summit} lies outside the region ({end - start} bp)")
         chrom = fields[0].decode()
         lines.append(number)
