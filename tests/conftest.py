@@ -147,12 +147,14 @@ def _ray_cluster_env(tmp_path_factory):
 
     Each node declares one GPU to Ray (there is none: Ray's GPUs are a scheduling count), so that sweeps
     can ask for fractions of one and a test can see what each worker process was given."""
+    ray_tmp = tempfile.mkdtemp(prefix="tfr-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     env = {**os.environ, "TFBIND_RAY_PORT": RAY_PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
-           "TFBIND_CPUS_PER_NODE": "2", "TFBIND_GPUS_PER_NODE": "1", "TFBIND_RAY_TMP": str(tmp_path_factory.mktemp("ray")), "XLA_FLAGS": ""}
+           "TFBIND_CPUS_PER_NODE": "2", "TFBIND_GPUS_PER_NODE": "1", "TFBIND_RAY_TMP": ray_tmp, "XLA_FLAGS": ""}
     up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr
     yield env
     subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture

@@ -213,9 +213,11 @@ class MetricsLog:
         if primary:
             from tensorboardX import SummaryWriter
 
-            if is_remote(run.path):  # events are staged locally and uploaded whole at each flush
-                self.tb_staging = Path(tempfile.mkdtemp(prefix="tfbind-tb-"))
-            self.writer = SummaryWriter(str(self.tb_staging or self.tb_dir))
+            # Events are staged in a local temp folder and copied whole into the run directory at each flush
+            # (through the one atomic writer): object storage has no append, and on a disk that fills up the
+            # copy fails in this process, as one line, not in tensorboardX's writer thread as a traceback.
+            self.tb_staging = Path(tempfile.mkdtemp(prefix="tfbind-tb-"))
+            self.writer = SummaryWriter(str(self.tb_staging))
 
     def add(self, step: int, split: str, values: dict[str, float]) -> None:
         for metric, value in values.items():
@@ -235,12 +237,21 @@ class MetricsLog:
 
         write_table_atomic(pa.Table.from_pandas(self.frame(), preserve_index=False), self.path)
         self.writer.flush()
-        if self.tb_staging is not None:
-            for event_file in self.tb_staging.iterdir():
-                write_bytes_atomic(self.tb_dir / event_file.name, event_file.read_bytes())
+        self._publish_events()
+
+    def _publish_events(self) -> None:
+        for event_file in self.tb_staging.iterdir():
+            write_bytes_atomic(self.tb_dir / event_file.name, event_file.read_bytes())
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self._publish_events()
+            shutil.rmtree(self.tb_staging, ignore_errors=True)
+
+    def discard(self) -> None:
+        """After a failed run: remove the local staging folder (what was flushed is in the run directory)."""
         if self.tb_staging is not None:
             shutil.rmtree(self.tb_staging, ignore_errors=True)
+
+

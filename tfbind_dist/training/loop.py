@@ -331,6 +331,9 @@ def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *,
         if storage_fault(err) is not None:  # a full disk or refused write: stop orbax's threads quietly
             for member in members:
                 member.checkpoints.abandon()
+        for member in members:
+            if hasattr(member, "metrics"):  # resumed: its TensorBoard events have a local staging folder
+                member.metrics.discard()
         raise
     return summaries
 
