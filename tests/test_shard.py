@@ -100,6 +100,20 @@ def test_fasta_two_records_window10_stride5(tmp_path):
     assert kept["end"].to_pylist()[-1] == 20
 
 
+def test_fasta_chosen_records_only(tmp_path):
+    records = [("a", "ACGT" * 10), ("b", "TTTT" * 10), ("c", "GGGG" * 10)]
+    src = tmp_path / "three.fa"
+    write_fasta(src, records)
+    summary = shard_input(src, tmp_path / "b", window=10, chroms=["b"])
+    _, _, table = read_rows(tmp_path / "b")
+    assert summary.rows == 4 and set(table["chrom"].to_pylist()) == {"b"}
+    assert read_shard_manifest(tmp_path / "b")["chrom_sizes"] == {"b": 40}
+    with pytest.raises(DataError, match=r"--chroms: z not in .*three.fa \(its records: a, b, c\)"):
+        shard_input(src, tmp_path / "z", window=10, chroms=["z"])
+    with pytest.raises(DataError, match="only a FASTA's records can be chosen"):
+        shard_input(tmp_path / "b" / "part-00000.parquet", tmp_path / "p", window=10, chroms=["b"])
+
+
 def test_fasta_bad_character_names_record_and_position(tmp_path):
     src = tmp_path / "bad.fa"
     write_fasta(src, [("ok", "ACGT" * 10), ("chrX", "ACGTACGTAC" * 3 + "ACGX" + "ACGT" * 5)], width=9)

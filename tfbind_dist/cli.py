@@ -176,7 +176,7 @@ def _chroms(text):
 def cmd_data_shard(args) -> int:
     summary = api.shard(args.src, args.out, window=args.window, stride=args.stride, rows_per_shard=args.rows_per_shard,
                         n_policy=args.n_policy, fasta=args.fasta, center=args.center, off_end=args.off_end,
-                        chrom_map=args.chrom_map, progress=not args.quiet)
+                        chrom_map=args.chrom_map, chroms=_chroms(args.chroms), progress=not args.quiet)
     print(f"wrote {summary.rows:,} rows in {summary.shards} shards to {summary.out_dir}"
           + (f"; skipped {summary.skipped_n:,} windows containing N" if summary.skipped_n else "")
           + (f"; dropped {summary.dropped:,} regions (listed in {summary.out_dir}/_dropped.parquet)"
@@ -483,6 +483,7 @@ def _parser_data(sub) -> None:
     p.add_argument("--rows-per-shard", type=int, default=100_000)
     p.add_argument("--n-policy", choices=["skip", "keep"], default="skip",
                    help="FASTA windows containing N (or IUPAC ambiguity codes): skip and count them, or keep as N")
+    p.add_argument("--chroms", help="comma-separated FASTA records to tile (e.g. a held-out chromosome; default: all)")
     regions = p.add_argument_group("regions (a BED or narrowPeak SRC): one window per region, written in genome order")
     regions.add_argument("--fasta", help="the genome the regions lie on (plain, bgzip or gzip FASTA; indexed by pysam)")
     regions.add_argument("--center", choices=["summit", "midpoint"], default="summit",

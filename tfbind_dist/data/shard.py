@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,7 @@ ID, CODES, SEQUENCE = "id", "codes", "sequence"  # a shard's columns: row id, ui
 RESERVED_COLUMNS = (ID, CODES, SEQUENCE)
 
 _PART = re.compile(r"part-\d{5}\.parquet")
+_SKIPPED = object()  # the record being read past (not in --chroms)
 _CHUNK_BYTES = 1 << 20  # FASTA sequence bytes encoded and tiled at a time
 
 
@@ -194,36 +195,43 @@ class _RecordTiler:
 
 
 def _shard_fasta(path: Path, writer: ShardWriter, *, window: int, stride: int, skip_n: bool,
-                 progress: bool) -> tuple[int, dict[str, int]]:
-    """Stream a FASTA (gzip accepted) into `writer`; the number of N windows skipped, and each record's length.
+                 progress: bool, chroms: Sequence[str] | None = None) -> tuple[int, dict[str, int]]:
+    """Stream a FASTA (gzip accepted) into `writer`; the number of N windows skipped, and each tiled record's
+    length. With `chroms`, only those records are tiled (the others are read past).
 
     Record names are the first word of each header and must be unique: they become the
     `chrom` of every window, so a repeated name would give two windows one key.
     """
-    skipped, record, sizes = 0, None, {}
+    skipped, record, sizes, seen = 0, None, {}, set()
     with tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="shard", disable=not progress) as bar:
         for line in iter_lines(path, on_progress=lambda done: bar.update(done - bar.n)):
             if not line:
                 continue
             if line.startswith(b">"):
-                if record is not None:
+                if record not in (None, _SKIPPED):
                     skipped += record.finish()
                     sizes[record.name] = record.data_end
                 tokens = line[1:].split()
-                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{len(sizes)}"
-                if name in sizes:
+                name = tokens[0].decode("utf-8", "replace") if tokens else f"record{len(seen)}"
+                if name in seen:
                     raise DataError(f"{path}: record name {name!r} appears twice; windows are keyed by "
                                     f"(chrom, start, end), so record names must be unique")
-                record = _RecordTiler(name, path, window, stride, skip_n, writer)
+                seen.add(name)
+                record = _RecordTiler(name, path, window, stride, skip_n, writer) \
+                    if chroms is None or name in chroms else _SKIPPED
             elif record is None:
                 raise DataError(f"{path}: sequence data before the first '>' header")
-            else:
+            elif record is not _SKIPPED:
                 record.feed(line)
-        if record is not None:
+        if record not in (None, _SKIPPED):
             skipped += record.finish()
             sizes[record.name] = record.data_end
-    if not sizes:
+    if not seen:
         raise DataError(f"{path}: no FASTA records (no '>' header)")
+    missing = [c for c in chroms or () if c not in seen]
+    if missing:
+        raise DataError(f"--chroms: {', '.join(missing)} not in {path} (its records: {', '.join(sorted(seen)[:6])}"
+                        f"{', ...' if len(seen) > 6 else ''})")
     return skipped, sizes
 
 
@@ -286,7 +294,7 @@ def prepare_out_dir(out_dir: AnyPath) -> None:
 def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stride: int | None = None,
                 rows_per_shard: int = 100_000, n_policy: str = "skip", fasta: str | Path | None = None,
                 center: str = "summit", off_end: str = "pad", chrom_map: str = "none",
-                progress: bool = False) -> ShardSummary:
+                chroms: Sequence[str] | None = None, progress: bool = False) -> ShardSummary:
     """Stream a FASTA, CSV/TSV or Parquet input into fixed-window Parquet shards, or the regions of a
     BED/narrowPeak file (with the genome `fasta`) into one window each (`data.regions`).
 
@@ -344,6 +352,8 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
     if fasta is not None:
         raise DataError(f"--fasta {fasta}: only regions (BED/narrowPeak) are read from a genome; {src} is not one")
     kind = input_kind(src)
+    if chroms is not None and kind != "fasta":
+        raise DataError(f"--chroms: only a FASTA's records can be chosen; {src} is not a FASTA")
     if kind == "text":
         raise DataError(f"{src}: plain text cannot be sharded; use FASTA, CSV/TSV or Parquet")
     if src.is_dir() and not is_remote(out_dir) and src.resolve() == out_dir.resolve():
@@ -354,7 +364,7 @@ def shard_input(src: str | Path, out_dir: str | Path, *, window: int = 200, stri
     try:
         if kind == "fasta":
             skipped, sizes = _shard_fasta(src, writer, window=window, stride=stride, skip_n=n_policy == "skip",
-                                          progress=progress)
+                                          progress=progress, chroms=chroms)
         elif kind == "csv":
             _shard_tables(csv_batches(src), writer, window=window, total=None, progress=progress)
         else:
