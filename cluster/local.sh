@@ -38,6 +38,10 @@ start_worker() {
     --min-worker-port=30000 --max-worker-port=39999 --resources='{"worker_node": 1}' --disable-usage-stats >/dev/null
 }
 
+record_session() {
+  [ -e "$HEAD_TMP/session_latest" ] && readlink -f "$HEAD_TMP/session_latest" > "$SESSION_FILE" || true
+}
+
 case "${1:-}" in
   worker)
     # (re)start the worker node, e.g. after a node-loss drill killed it
@@ -46,12 +50,16 @@ case "${1:-}" in
     ;;
   up)
     [ -s "$HOME/.ray/auth_token" ] || "$RAY" get-auth-token --generate >/dev/null
+    # A start that fails half-way (a head whose dashboard died, a worker that did not join) is stopped again,
+    # so that nothing keeps the ports for the next `up`.
+    trap 'record_session; "$0" down >/dev/null' ERR
     "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$PORT" \
       --num-cpus="$CPUS_PER_NODE" --num-gpus="$GPUS_PER_NODE" --memory="$MEMORY_PER_NODE" --object-store-memory="$OBJECT_STORE" \
       --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
       --ray-client-server-port="${TFBIND_CLIENT_PORT:-10001}" --min-worker-port=20000 --max-worker-port=29999 --temp-dir="$HEAD_TMP" --resources='{"head_node": 1}' --disable-usage-stats >/dev/null
+    record_session
     start_worker
-    readlink -f "$HEAD_TMP/session_latest" > "$SESSION_FILE"
+    trap - ERR
     echo "ray cluster up: --address $HEAD_IP:$PORT (dashboard http://127.0.0.1:$DASHBOARD_PORT)"
     ;;
   down)

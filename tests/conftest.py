@@ -151,6 +151,9 @@ def _ray_cluster_env(tmp_path_factory):
     env = {**os.environ, "TFBIND_RAY_PORT": RAY_PORT, "TFBIND_DASHBOARD_PORT": "8275", "TFBIND_CLIENT_PORT": "10091",
            "TFBIND_CPUS_PER_NODE": "2", "TFBIND_GPUS_PER_NODE": "1", "TFBIND_RAY_TMP": ray_tmp, "XLA_FLAGS": ""}
     up = subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True)
+    if up.returncode:  # stop what did start (a head without its worker holds the ports), then fail
+        subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert up.returncode == 0, up.stderr
     yield env
     subprocess.run(["bash", str(REPO / "cluster" / "local.sh"), "down"], env=env, capture_output=True)
