@@ -128,6 +128,7 @@ def ctcf_motif_run(quickstart):
     return run
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`--dist loadgroup`) every test on the session's Ray cluster runs in one worker: the
     cluster has fixed ports and addresses (one cluster per run)."""

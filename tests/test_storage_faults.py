@@ -26,7 +26,7 @@ def test_training_stops_in_one_line_when_the_disk_fills_and_resumes_after(small_
     disk, fill, free = small_disk
     run = disk / "run"
     args = ["train", "--recipe", "chapter", "--tf", "CTCF", "--data", synth_dir, "--model", "fewer_conv_channels",
-            "--steps", "200", "--set", "train.eval_every=50", "--out", run, "--quiet"]
+            "--steps", "600", "--set", "train.eval_every=20", "--out", run, "--quiet"]
     driver = start_cli(*args, env_extra={"XLA_FLAGS": ""})
     latest = run / "checkpoints" / "latest"
     deadline = time.time() + 600
@@ -43,7 +43,7 @@ def test_training_stops_in_one_line_when_the_disk_fills_and_resumes_after(small_
     summary = json.loads(run_cli(*args, env_extra={"XLA_FLAGS": ""}, check=True).stdout)
     assert summary["status"] == "finished" and summary["resumed_from"][-1] == kept > 0
     metrics = pd.read_parquet(run / "metrics.parquet")
-    assert sorted(metrics[metrics.split == "train"].step) == list(range(1, 201))  # every step once
+    assert sorted(metrics[metrics.split == "train"].step) == list(range(1, 601))  # every step once
 
 
 @pytest.mark.slow
