@@ -128,13 +128,24 @@ def ctcf_motif_run(quickstart):
     return run
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
+RAY_GROUP = "ray_cluster"
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`--dist loadgroup`) every test on the session's Ray cluster runs in one worker: the
-    cluster has fixed ports and addresses (one cluster per run)."""
+    cluster has fixed ports and addresses (one cluster per run).
+
+    pytest-xdist 3.8 groups a test by an `@group` suffix of its node id, which it sets through `item._nodeid`;
+    pytest 9 keeps node ids in `item._id`, so that suffix (and every `xdist_group` mark) is lost. The suffix
+    is added here the way pytest 9 reads it, for the tests that use the cluster."""
+    if not (config.getoption("dist", "no") == "loadgroup" or getattr(config.option, "loadgroup", False)):
+        return
+    import dataclasses
+
     for item in items:
-        if "ray_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("ray_cluster"))
+        node_id = getattr(item, "_id", None)
+        if RAY_GROUP in item.fixturenames and node_id is not None and node_id.names and node_id.params is None:
+            item._id = dataclasses.replace(node_id, names=(*node_id.names[:-1], f"{node_id.names[-1]}@{RAY_GROUP}"))
 
 
 RAY_PORT = "6390"
