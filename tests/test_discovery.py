@@ -131,34 +131,34 @@ def test_motifs_cli_finds_the_planted_ctcf_motif(quickstart, ctcf_motif_run, tmp
 
 
 @pytest.mark.slow
-def test_from_scores_reads_the_service_contributions_without_recomputing(ctcf_motif_run, synth_dir, ray_cluster,
-                                                                        tmp_path):
+def test_from_scores_reads_the_service_contributions_without_recomputing(small_run, ray_cluster, tmp_path):
+    """Any trained run will do: what is checked is that stored contributions are read back, not what they show."""
     from tfbind_dist.data.io import sequence_column_strings
     from tfbind_dist.data.sources import load_splits
     from tfbind_dist.training.restore import load_model
 
-    model = load_model(ctcf_motif_run)
+    model = load_model(small_run)
     split = load_splits(model.config.data, splits=("valid",))["valid"]
-    rows = np.flatnonzero(split.labels == 1)[:90]
+    rows = np.flatnonzero(split.labels == 1)[:60]
     sequences = sequence_column_strings(split.table.take(rows))
     pq.write_table(pa.table({"sequence": sequences}), tmp_path / "positives.parquet")
-    run_cli("data", "shard", tmp_path / "positives.parquet", "--out", tmp_path / "shards", "--rows-per-shard", "50",
+    run_cli("data", "shard", tmp_path / "positives.parquet", "--out", tmp_path / "shards", "--rows-per-shard", "30",
             "--quiet", check=True)
-    run_cli("score", "--runs", ctcf_motif_run, "--input", tmp_path / "shards", "--out", tmp_path / "scores",
+    run_cli("score", "--runs", small_run, "--input", tmp_path / "shards", "--out", tmp_path / "scores",
             "--outputs", "prob,ism,deeplift_shap", "--batch-size", "32", "--address", ray_cluster, "--quiet",
             env_extra={"XLA_FLAGS": ""}, check=True, timeout=900)
     for method in ("deeplift-shap", "ism"):
-        stored = inputs.from_scores(tmp_path / "scores", str(ctcf_motif_run), method, keep=1000, progress=False)
-        assert len(stored.codes) == 90 and stored.names[0] == "id 0"
+        stored = inputs.from_scores(tmp_path / "scores", str(small_run), method, keep=1000, progress=False)
+        assert len(stored.codes) == 60 and stored.names[0] == "id 0"
         direct = inputs.from_model(model, stored.codes, stored.names, method, progress=False)
         np.testing.assert_array_equal(stored.codes, split.codes[rows])  # joined to the right sequences by id
         tolerance = 1e-5 if method == "deeplift-shap" else 2e-3  # ISM is stored as float16
         np.testing.assert_allclose(stored.hypothetical, direct.hypothetical, atol=tolerance)
-        strongest = inputs.from_scores(tmp_path / "scores", str(ctcf_motif_run), method, keep=10, progress=False)
+        strongest = inputs.from_scores(tmp_path / "scores", str(small_run), method, keep=10, progress=False)
         assert len(strongest.codes) == 10
         assert inputs.observed_total(strongest.codes, strongest.hypothetical).min() >= \
             np.sort(inputs.observed_total(stored.codes, stored.hypothetical))[-10] - 1e-6
-    missing = run_cli("motifs", "--run", ctcf_motif_run, "--from-scores", tmp_path / "scores", "--method",
+    missing = run_cli("motifs", "--run", small_run, "--from-scores", tmp_path / "scores", "--method",
                       "grad-corrected", "--out", tmp_path / "m")
     assert missing.returncode == 2 and "scored without the 'grad_corrected' output" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1

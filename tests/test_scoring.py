@@ -178,17 +178,17 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
     train_and_evaluate(C.with_overrides(RunDir(small_run).load_config(), {"train.eval_every": 40}), run,
                        progress=False)
     rng = np.random.default_rng(4)
-    genome = "".join(rng.choice(list("ACGT"), 200 * 1200))
+    genome = "".join(rng.choice(list("ACGT"), 200 * 600))
     fasta = tmp_path / "genome.fa"
     fasta.write_text(">chrT test\n" + "\n".join(genome[i:i + 80] for i in range(0, len(genome), 80)) + "\n")
     run_cli("data", "shard", fasta, "--out", f"{root}/shards", "--rows-per-shard", "100", "--quiet", check=True)
     out = f"{root}/scores"
     args = ["score", "--runs", f"{root}/*", "--input", f"{root}/shards", "--out", out, "--outputs", "prob,ism_summary",
             "--actors", "2", "--batch-size", "50", "--address", ray_cluster, "--quiet"]
-    done = _kill_after(args, as_path(out), 2, 12)
+    done = _kill_after(args, as_path(out), 2, 6)
     rerun = run_cli(*args, check=True, timeout=900)
     already = int(re.search(r"(\d+) already done", rerun.stdout).group(1))
-    assert len(done) <= already < 12 and f"scored {(12 - already) * 100:,} rows" in rerun.stdout
+    assert len(done) <= already < 6 and f"scored {(6 - already) * 100:,} rows" in rerun.stdout
 
     parts = sorted(p for p in as_path(out).iterdir() if p.name.startswith("part-"))
     def read(path):
@@ -196,15 +196,15 @@ def test_scoring_with_runs_shards_and_outputs_only_on_object_storage(gcs_bucket,
             return source.read()
 
     scores = pa.concat_tables([read(p) for p in parts])
-    assert len(parts) == 12 and sorted(scores.column("id").to_pylist()) == list(range(1200))  # each id exactly once
+    assert len(parts) == 6 and sorted(scores.column("id").to_pylist()) == list(range(600))  # each id exactly once
     model = restore(run)
-    codes = np.frombuffer(genome.translate(str.maketrans("ACGT", "\0\1\2\3")).encode(), np.uint8).reshape(1200, 200)
+    codes = np.frombuffer(genome.translate(str.maketrans("ACGT", "\0\1\2\3")).encode(), np.uint8).reshape(600, 200)
     order = np.argsort(scores.column("id").to_numpy())
     direct = explain(model.module, model.variables, codes, ["ism"])
     np.testing.assert_allclose(scores.column("CTCF_prob").to_numpy()[order], direct["prediction"], atol=1e-5)
     importance = np.array(scores.column("CTCF_ism_importance").to_pylist(), np.float32)[order]
     np.testing.assert_allclose(importance, np.abs(direct["ism"]).sum(-1), rtol=2e-3, atol=1e-3)  # float16 column
-    assert scores.column("start").to_numpy()[order].tolist() == list(range(0, 240_000, 200))
+    assert scores.column("start").to_numpy()[order].tolist() == list(range(0, 120_000, 200))
 
 
 @pytest.mark.slow
