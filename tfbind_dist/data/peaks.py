@@ -80,7 +80,7 @@ class PeakSettings:
                   (self.center in CENTERS, "center", f"one of {', '.join(CENTERS)}"),
                   (self.negative_ratio > 0, "negative_ratio", "positive"),
                   (self.shuffled_ratio >= 0, "shuffled_ratio", "zero or positive"),
-                  (0 < self.gc_bin_width <= 1, "gc_bin_width", "in (0, 1]"),
+                  (1 / 250 <= self.gc_bin_width <= 1, "gc_bin_width", "in [0.004, 1]"),
                   (self.margin >= 0, "margin", "zero or positive"),
                   (0 <= self.max_n_fraction < 1, "max_n_fraction", "in [0, 1)")]
         for ok, name, rule in checks:
@@ -350,12 +350,15 @@ def _gc_summary(positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
             "ks_distance": _ks_distance(positive, negative)}
 
 
-def _match_gc(positive_gc: np.ndarray, candidate_gc: np.ndarray, ratio: float, width: float,
+def gc_bin(gc: np.ndarray, width: float) -> np.ndarray:
+    """GC fractions -> uint8 bin numbers of `width` (the last bin holds 1.0)."""
+    return np.minimum((np.asarray(gc) / width).astype(np.int64), int(np.ceil(1 / width))).astype(np.uint8)
+
+
+def _match_gc(pos_bin: np.ndarray, cand_bin: np.ndarray, ratio: float, width: float,
               rng: np.random.Generator) -> np.ndarray:
     """Indices into the candidates: `ratio` per positive, from the positive's GC bin (nearest bins when short)."""
     bins = int(np.ceil(1 / width)) + 1
-    pos_bin = np.minimum((positive_gc / width).astype(int), bins - 1)
-    cand_bin = np.minimum((candidate_gc / width).astype(int), bins - 1)
     wanted = np.bincount(pos_bin, minlength=bins).astype(float) * ratio
     wanted = np.floor(wanted + rng.random(bins) * (wanted % 1 > 0))  # fractional ratios rounded at random
     pools = [rng.permutation(np.flatnonzero(cand_bin == b)) for b in range(bins)]
@@ -452,38 +455,42 @@ def build_peak_datasets(peaks: Sequence[str | Path], fasta: str | Path, out: str
             blocked = _merge(np.r_[own[0], other[0]], np.r_[own[1], other[1]])
             free = ~_overlaps(blocked, tile_start - j, w + 2 * j)
             free &= (tile_n <= settings.max_n_fraction) & (tile_start - j >= 0) & (tile_start + w + j <= size)
-            candidates[(p.tf, split)].append((chrom, tile_start[free], tile_gc[free]))
+            # 5 bytes a candidate (its tile and GC bin): a human genome's 15 million tiles take 75 MB per TF
+            candidates[(p.tf, split)].append((chrom, np.flatnonzero(free).astype(np.uint32),
+                                              gc_bin(tile_gc[free], settings.gc_bin_width)))
 
     # matching per TF and split, then pass 2: the chosen negatives' sequences
     chosen = {}
     for p in sites:
         for split in SPLITS:
             parts = candidates[(p.tf, split)]
-            gc = np.concatenate([g for _, _, g in parts]) if parts else np.zeros(0)
+            bins = np.concatenate([b for _, _, b in parts]) if parts else np.zeros(0, np.uint8)
             pos_gc = np.concatenate([g for s, *_, g in positives[p.tf] if s == split] or [np.zeros(0)])
             if not len(pos_gc):
                 raise DataError(f"{p.source}: no {p.tf} peak on the {split} chromosomes ({', '.join(splits[split])}); "
                                 "choose other held-out chromosomes")
-            if not len(gc):
+            if not len(bins):
                 raise DataError(f"{p.source}: no background window left on the {split} chromosomes "
                                 f"({', '.join(splits[split])}) once the peaks (margin {settings.margin} bp)"
                                 + (f" and the exclusions of {settings.exclude}" if settings.exclude else "")
                                 + f" and windows with more than {settings.max_n_fraction:g} N are left out")
-            picked = _match_gc(pos_gc, gc, settings.negative_ratio, settings.gc_bin_width, rng)
-            chrom_of = np.concatenate([np.full(len(st), c, dtype=object) for c, st, _ in parts]) if parts else \
-                np.zeros(0, object)
-            starts = np.concatenate([st for _, st, _ in parts]) if parts else np.zeros(0, np.int64)
-            chosen[(p.tf, split)] = (chrom_of[picked], starts[picked], gc[picked])
+            picked = _match_gc(gc_bin(pos_gc, settings.gc_bin_width), bins, settings.negative_ratio,
+                               settings.gc_bin_width, rng)
+            offsets = np.cumsum([0] + [len(t) for _, t, _ in parts])
+            part = np.searchsorted(offsets, picked, side="right") - 1  # which chromosome's candidates
+            tiles = np.concatenate([t for _, t, _ in parts]) if parts else np.zeros(0, np.uint32)
+            chosen[(p.tf, split)] = (np.asarray([parts[k][0] for k in part], dtype=object),
+                                     tiles[picked].astype(np.int64) * w)
     negatives = {key: [] for key in chosen}
     for chrom in tqdm(list(genome.sizes), desc="peaks: background", unit="chrom", disable=not progress):
-        wanted = {key: np.flatnonzero(c == chrom) for key, (c, _, _) in chosen.items()}
+        wanted = {key: np.flatnonzero(c == chrom) for key, (c, _) in chosen.items()}
         if not any(len(v) for v in wanted.values()):
             continue
         codes = encode([genome.fetch(chrom, 0, genome.sizes[chrom])])[0]
         for key, rows in wanted.items():
             starts = chosen[key][1][rows]
-            negatives[key].append((starts, codes[starts[:, None] + np.arange(-j, w + j)] if len(rows) else
-                                   np.zeros((0, stored), np.uint8), chosen[key][2][rows], chrom))
+            windows = codes[starts[:, None] + np.arange(-j, w + j)] if len(rows) else np.zeros((0, stored), np.uint8)
+            negatives[key].append((starts, windows, gc_fraction(windows[:, j: j + w]), chrom))
 
     results, files = [], []
     for p in sites:
