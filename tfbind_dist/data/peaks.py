@@ -428,8 +428,10 @@ def build_peak_datasets(peaks: Sequence[str | Path], fasta: str | Path, out: str
     positives = {p.tf: [] for p in sites}
     candidates = {(p.tf, s): [] for p in sites for s in SPLITS}
     dropped = {p.tf: {"off_chromosome_end": 0, "too_many_n": 0} for p in sites}
+    codes = tile_codes = None
     for chrom in tqdm(list(genome.sizes), desc="peaks: chromosomes", unit="chrom", disable=not progress):
         size = genome.sizes[chrom]
+        codes = tile_codes = None  # the previous chromosome goes before the next one is read: one at a time
         codes = encode([genome.fetch(chrom, 0, size)])[0]
         tiles = size // w
         tile_codes = codes[: tiles * w].reshape(tiles, w)
@@ -486,6 +488,7 @@ def build_peak_datasets(peaks: Sequence[str | Path], fasta: str | Path, out: str
         wanted = {key: np.flatnonzero(c == chrom) for key, (c, _) in chosen.items()}
         if not any(len(v) for v in wanted.values()):
             continue
+        codes = None
         codes = encode([genome.fetch(chrom, 0, genome.sizes[chrom])])[0]
         for key, rows in wanted.items():
             starts = chosen[key][1][rows]
