@@ -54,7 +54,7 @@ PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 test: setup-test
 	$(PYTEST) --durations=30
 
-# The edit loop: everything but the slow end-to-end runs (clusters, multi-process jobs, stress), < 3 minutes.
+# The edit loop: everything but the slow end-to-end runs (clusters, multi-process jobs, stress), 5.5 minutes here.
 test-fast: setup-test
 	$(PYTEST) -m "not slow"
 
