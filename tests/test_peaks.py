@@ -11,7 +11,8 @@ import pytest
 import tfbind_dist as tb
 from conftest import SHARED_DATA, cli_fails, run_cli
 from tfbind_dist.data.encoding import encode
-from tfbind_dist.data.peaks import auto_splits, dinucleotide_shuffle
+from tfbind_dist.data.peaks import auto_splits
+from tfbind_dist.data.shuffle import dinucleotide_shuffle
 
 YEAST = SHARED_DATA / "yeast_R64"
 GENOME, REB1 = YEAST / "sacCer3_R64.fa.gz", YEAST / "Reb1_ChIPexo_sacCer3.bed"
@@ -242,10 +243,10 @@ def test_dinucleotide_shuffle_keeps_every_dinucleotide_count():
     rng = np.random.default_rng(0)
     for _ in range(20):
         seq = rng.integers(0, 4, 120).astype(np.uint8)
-        shuffled = dinucleotide_shuffle(seq, rng)
+        (shuffled,) = dinucleotide_shuffle(seq, 1, rng)
         pairs = lambda s: Counter(zip(s[:-1].tolist(), s[1:].tolist()))  # noqa: E731
         assert pairs(shuffled) == pairs(seq) and shuffled[0] == seq[0] and shuffled[-1] == seq[-1]
-    assert not np.array_equal(dinucleotide_shuffle(seq, rng), seq)
+    assert not np.array_equal(dinucleotide_shuffle(seq, 1, rng)[0], seq)
 
 
 def test_the_cli_builds_what_train_reads(tmp_path, synth_dir):

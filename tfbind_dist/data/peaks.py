@@ -46,6 +46,7 @@ from tfbind_dist.data.encoding import N_CODE, decode, encode
 from tfbind_dist.data.genome import Genome, chrom_mapping
 from tfbind_dist.data.io import split_path
 from tfbind_dist.data.regions import read_regions
+from tfbind_dist.data.shuffle import dinucleotide_shuffle
 from tfbind_dist.errors import DataError
 from tfbind_dist.registry import SPLITS
 from tfbind_dist.storage import as_path, write_table_atomic, write_text_atomic
@@ -114,7 +115,7 @@ class PeakDatasets:
     multilabel: list[str] = field(default_factory=list)
 
     def describe(self) -> list[str]:
-        lines = [f"splits by chromosome: " + "; ".join(f"{s} {','.join(c)}" for s, c in self.chroms.items()
+        lines = ["splits by chromosome: " + "; ".join(f"{s} {','.join(c)}" for s, c in self.chroms.items()
                                                        if s != "train") + f"; train the other {len(self.chroms['train'])}"]
         for d in self.tfs:
             counts = ", ".join(f"{s} {r['positive']:,}+/{r['background'] + r['shuffled']:,}-" for s, r in d.rows.items())
@@ -139,53 +140,6 @@ def gc_fraction(codes: np.ndarray) -> np.ndarray:
     gc = ((codes == 1) | (codes == 2)).sum(axis=1)
     known = (codes < N_CODE).sum(axis=1)
     return gc / np.maximum(known, 1)
-
-
-def dinucleotide_shuffle(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random sequence with exactly the dinucleotide counts of `codes` (1-D, no N), same first and last base
-    (Altschul & Erickson 1985: a random Eulerian path through the sequence's dinucleotide graph)."""
-    seq = np.asarray(codes)
-    if len(seq) < 3:
-        return seq.copy()
-    last = seq[-1]
-    # Kandel et al.: a random spanning arborescence into the last base from the last exits of each vertex
-    edges = {v: list(seq[1:][seq[:-1] == v]) for v in range(4)}
-    for v in edges:
-        rng.shuffle(edges[v])
-    while True:  # pick each vertex's last exit edge so that these edges form a tree into `last`
-        last_exit = {}
-        for v in range(4):
-            if edges[v] and v != last:
-                last_exit[v] = edges[v][rng.integers(len(edges[v]))]
-        if _reaches(last_exit, last):
-            break
-    order = {}
-    for v in range(4):
-        rest = list(edges[v])
-        if v in last_exit:
-            rest.remove(last_exit[v])
-            rng.shuffle(rest)
-            rest.append(last_exit[v])
-        order[v] = rest
-    out, v = [seq[0]], seq[0]
-    position = {v: 0 for v in range(4)}
-    for _ in range(len(seq) - 1):
-        nxt = order[v][position[v]]
-        position[v] += 1
-        out.append(nxt)
-        v = nxt
-    return np.asarray(out, dtype=seq.dtype)
-
-
-def _reaches(last_exit: dict, root: int) -> bool:
-    for start in last_exit:
-        seen, v = set(), start
-        while v != root:
-            if v in seen or v not in last_exit:
-                return False
-            seen.add(v)
-            v = last_exit[v]
-    return True
 
 
 def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -513,7 +467,7 @@ def build_peak_datasets(peaks: Sequence[str | Path], fasta: str | Path, out: str
             shuffled = int(round(settings.shuffled_ratio * len(pos_codes)))
             shuf_rows = rng.choice(len(pos_codes), shuffled, replace=shuffled > len(pos_codes)) if shuffled else \
                 np.zeros(0, int)
-            shuf_codes = np.stack([dinucleotide_shuffle(pos_codes[r], rng) for r in shuf_rows]) if shuffled else \
+            shuf_codes = np.stack([dinucleotide_shuffle(pos_codes[r], 1, rng)[0] for r in shuf_rows]) if shuffled else \
                 np.zeros((0, stored), np.uint8)
             sequences = decode(np.concatenate([pos_codes, neg_codes, shuf_codes]))
             table = _table(p.tf, split, sequences,
@@ -569,10 +523,5 @@ def _from_manifest(manifest: dict, out: str) -> PeakDatasets:
                         manifest.get("multilabel", []))
 
 
-def comma_list(text: str | None) -> tuple[str, ...] | None:
-    """'chrI,chrII' -> ('chrI', 'chrII'); None stays None (automatic)."""
-    return None if text is None else tuple(c for c in (x.strip() for x in text.split(",")) if c)
-
-
-__all__ = ["PeakDatasets", "PeakSettings", "TFDataset", "auto_splits", "build_peak_datasets", "comma_list",
-           "dinucleotide_shuffle", "gc_fraction", "tf_name_of"]
+__all__ = ["PeakDatasets", "PeakSettings", "TFDataset", "auto_splits", "build_peak_datasets", "gc_fraction",
+           "gc_bin", "tf_name_of"]
