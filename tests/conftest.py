@@ -215,7 +215,8 @@ def start_cli(*args, env_extra=None) -> subprocess.Popen:
 
 def kill_node_under_a_checkpointed_run(driver, attempt_logs, node_ip="127.0.0.3", timeout=600):
     """Once a run (`attempt_logs()`: its attempts.jsonl files) has a checkpoint and trains on `node_ip`,
-    SIGKILL that node's raylet (the node is lost with every process on it); returns the run directory."""
+    SIGKILL that node's raylet and every process under it at once (the node is lost with all it runs);
+    returns the run directory."""
     import signal
     import time
 
@@ -224,8 +225,27 @@ def kill_node_under_a_checkpointed_run(driver, attempt_logs, node_ip="127.0.0.3"
         victim = checkpointed_on(attempt_logs(), node_ip)
         time.sleep(0.2)
     assert victim is not None, f"no run checkpointed on {node_ip}"
-    os.kill(raylet_pid(node_ip), signal.SIGKILL)
+    raylet = raylet_pid(node_ip)
+    os.kill(raylet, signal.SIGSTOP)  # frozen first: no process of the node may finish its run in the meantime
+    processes = [raylet, *descendants(raylet)]
+    for pid in processes:
+        _signal_if_alive(pid, signal.SIGSTOP)
+    for pid in processes:
+        _signal_if_alive(pid, signal.SIGKILL)
     return victim
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (its workers, for a raylet)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [grandchild for child in map(int, children) for grandchild in (child, *descendants(child))]
+
+
+def _signal_if_alive(pid: int, signum) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture(scope="module")

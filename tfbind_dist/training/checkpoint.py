@@ -19,6 +19,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,17 @@ class RunCheckpoints:
                 manager.close()
             except Exception:  # noqa: BLE001 - the failure is already being raised
                 pass
+        _stop_save_threads()
+
+
+def _stop_save_threads(timeout: float = 30.0) -> None:
+    """Cancel and join orbax's save threads still running after a failed save. `close()` stops at the first
+    error it re-raises, and a thread left behind fails again as the interpreter shuts down (its executor is
+    gone), printing a traceback after the one-line report."""
+    from orbax.checkpoint._src.futures.future import _SignalingThread
+
+    threads = [t for t in threading.enumerate() if isinstance(t, _SignalingThread) and t.is_alive()]
+    for thread in threads:
+        thread.cancel()
+    for thread in threads:
+        threading.Thread.join(thread, timeout)
