@@ -1,5 +1,6 @@
 """Test session setup: 8 host CPU devices for real multi-device sharding, and a private data cache."""
 import atexit
+import contextlib
 import errno
 import os
 import shutil
@@ -61,6 +62,14 @@ def synth_dir(tmp_path_factory):
 
     return shared_dir(tmp_path_factory, "synth", lambda out: synthesize(out, tfs=["CTCF", "ZNF24"], n_train=1200,
                                                                            seed=0))
+
+
+def presets_transformers_slow() -> list:
+    """Every model preset as a test parameter, the transformer presets (the slowest to compile) in the slow
+    tier only: `make test-fast` keeps the convolutional ones."""
+    from tfbind_dist.models import PRESETS
+
+    return [pytest.param(name, marks=pytest.mark.slow) if "transformer" in name else name for name in sorted(PRESETS)]
 
 
 def train_ctcf(synth_dir, out, steps: int, eval_every: int, **overrides):
@@ -358,11 +367,21 @@ def wait_all(procs, timeout=600):
         assert p.returncode == 0, err[-3000:]
 
 
+@contextlib.contextmanager
+def busy_loops(count: int = 2):
+    """Busy-looping processes beside the test while the block runs: the loaded box on which collectives
+    used to deadlock."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 @pytest.fixture
 def cpu_hog():
-    """Two busy-looping processes beside the test: the loaded box on which collectives used to deadlock."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    yield
-    for hog in hogs:
-        hog.kill()
-        hog.wait()
+    """Two busy-looping processes beside the whole test."""
+    with busy_loops(2):
+        yield

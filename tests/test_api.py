@@ -85,6 +85,7 @@ def test_bad_input_raises_one_error_naming_sequence_and_position(model, forms, b
     assert issubclass(tb.SequenceError, tb.TfbindError)
 
 
+@pytest.mark.slow
 def test_api_equals_the_cli_for_predict_and_explain(ctcf_run, forms, tmp_path):
     sequences = tmp_path / "seqs.txt"
     sequences.write_text("\n".join(forms["strings"]) + "\n")

@@ -4,12 +4,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import presets_transformers_slow
 from tfbind_dist.data.encoding import one_hot
 from tfbind_dist.interpret import explain
 from tfbind_dist.interpret.deeplift import (_surrogate, deeplift, deeplift_shap, dinucleotide_shuffle,
                                             shuffled_references)
 from tfbind_dist.interpret.outputs import predict
-from tfbind_dist.models import PRESETS, build_model
+from tfbind_dist.models import build_model
 from tfbind_dist.models.blocks import max_pool
 
 L = 200
@@ -69,7 +70,7 @@ def test_rules_equal_the_hand_computed_deeplift_of_a_small_network():
     np.testing.assert_allclose(ours.sum((1, 2)), f(x) - f(r), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", presets_transformers_slow())
 def test_attributions_sum_to_the_output_difference_on_every_preset(name):
     model = build_model(name)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, L, 4)), is_training=False)

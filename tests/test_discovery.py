@@ -102,7 +102,7 @@ def test_strongest_keeps_the_largest_total_contributions_in_order():
 def test_motifs_cli_finds_the_planted_ctcf_motif(quickstart, ctcf_motif_run, tmp_path):
     out = tmp_path / "motifs"
     proc = run_cli("motifs", "--run", ctcf_motif_run, "--split", "train", "--method", "deeplift-shap",
-                   "--references", "8", "--out", out, "--quiet", check=True, timeout=1200,
+                   "--references", "8", "--max-sequences", "500", "--out", out, "--quiet", check=True, timeout=1200,
                    env_extra={"XLA_FLAGS": ""})  # one CPU device, as the notebook's kernel
     table = pd.read_csv(out / MOTIFS_CSV)
     positive = table[table.sign == "+"].reset_index(drop=True)

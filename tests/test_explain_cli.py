@@ -1,12 +1,13 @@
 """`tfbind explain` as a user runs it: attributions.npz, motif table and figures."""
 import numpy as np
 import pandas as pd
-
+import pytest
 
 from conftest import run_cli
 from tfbind_dist.interpret import explain
 from tfbind_dist.training.restore import load_model
 
+@pytest.mark.slow
 def test_explain_split_positives_all_methods(ctcf_run, tmp_path):
     out = tmp_path / "explain"
     proc = run_cli("explain", "--run", ctcf_run, "--split", "valid", "--label", "1", "--index", "0:12",

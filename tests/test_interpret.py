@@ -12,6 +12,7 @@ from tfbind_dist.interpret.ism import has_fast_ism, ism, ism_fast, ism_reference
 from tfbind_dist.interpret.outputs import predict
 from tfbind_dist.interpret.quality import importance_auroc
 from tfbind_dist.interpret.summaries import describe_change, top_mutations
+from conftest import presets_transformers_slow
 from tfbind_dist.models import PRESETS, build_model
 
 L = 200
@@ -74,7 +75,7 @@ def _assert_fast_matches_reference(model, v, codes):
         np.testing.assert_allclose(fast.reference, ref.reference, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", presets_transformers_slow())
 def test_fast_ism_matches_reference_on_every_preset(name):
     model, v = _variables(name)
     _assert_fast_matches_reference(model, v, _codes(with_n=name in ("conv_v2", "motif_pool")))
@@ -82,8 +83,10 @@ def test_fast_ism_matches_reference_on_every_preset(name):
 
 @pytest.mark.parametrize("overrides", [
     {"activation": "gelu", "strand_average": False},
-    {"activation": "exp", "kernel_size": 10, "first_pool": 3, "conv2_kernel_size": 6},  # even kernels, ragged pool
-    {"activation": "relu", "kernel_size": 15, "first_pool": 2, "conv2_kernel_size": 3, "conv_filters": 32},
+    pytest.param({"activation": "exp", "kernel_size": 10, "first_pool": 3, "conv2_kernel_size": 6},  # even kernels,
+                 marks=pytest.mark.slow),  # ragged pool
+    pytest.param({"activation": "relu", "kernel_size": 15, "first_pool": 2, "conv2_kernel_size": 3, "conv_filters": 32},
+                 marks=pytest.mark.slow),
 ])
 def test_fast_ism_matches_reference_on_motif_pool_variants(overrides):
     model = build_model("motif_pool", **overrides)

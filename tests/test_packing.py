@@ -69,6 +69,7 @@ def _losses(run):
     return m[m.split == "train"].value.to_numpy()
 
 
+@pytest.mark.slow
 def test_five_packed_members_match_their_solo_runs(five_tf_dir, tmp_path):
     configs = _members(five_tf_dir)
     solo = [train_and_evaluate(c, tmp_path / f"solo{i}", progress=False) for i, c in enumerate(configs)]
@@ -120,6 +121,7 @@ def test_an_inactive_member_is_carried_through_unchanged():
     assert int(after.step[0]) == 3 and int(after.step[1]) == 0
 
 
+@pytest.mark.slow
 def test_steps_per_dispatch_equals_one_step_per_dispatch_and_resumes_exactly(five_tf_dir, tmp_path):
     cfg = _base(five_tf_dir, **{"data.tf": "CTCF", "train.steps": 30})
     one = train_and_evaluate(cfg, tmp_path / "one", progress=False)
@@ -135,6 +137,7 @@ def test_steps_per_dispatch_equals_one_step_per_dispatch_and_resumes_exactly(fiv
     np.testing.assert_allclose(_metrics(tmp_path / "resumed").value, _metrics(tmp_path / "four").value, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_killed_pack_resumes_exactly(five_tf_dir, tmp_path):
     """SIGKILL a packed run (several steps per dispatch) once every member has a checkpoint; the same call
     then finishes it with the metrics of an uninterrupted pack."""

@@ -124,6 +124,7 @@ def test_scoring_with_everything_on_s3_resumes_after_a_driver_kill(s3_bucket, ra
     np.testing.assert_allclose(scores.column("CTCF_prob").to_numpy()[order], direct["prediction"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_missing_bucket_and_refused_credentials_are_one_line_before_any_work(s3_bucket, synth_dir, tmp_path):
     import boto3
 

@@ -38,6 +38,7 @@ def test_tfdata_state_restores_exactly():
         np.testing.assert_array_equal(_ids(next(again)), want)
 
 
+@pytest.mark.slow
 def test_training_with_the_tfdata_loader_resumes(synth_dir, tmp_path):
     cfg = C.with_overrides(C.RunConfig(), {"data.tf": "CTCF", "data.path": str(synth_dir), "data.loader": "tfdata",
                                            "train.steps": 20, "train.eval_every": 10})

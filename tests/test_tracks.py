@@ -57,7 +57,8 @@ def _expected(rows, values, size, rule):
     return nearest if rule == "center" else np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-@pytest.mark.parametrize("stride, outputs", [(50, "prob,logit,ism_summary"), (200, "prob,logit,grad_corrected")])
+@pytest.mark.parametrize("stride, outputs", [pytest.param(50, "prob,logit,ism_summary", marks=pytest.mark.slow),
+                                             (200, "prob,logit,grad_corrected")])
 def test_tracks_hold_for_every_base_what_the_rule_gives(ctcf_run, genome, tmp_path, stride, outputs):
     fasta, contigs = genome
     tb.shard(fasta, tmp_path / "shards", window=W, stride=stride, rows_per_shard=150)

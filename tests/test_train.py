@@ -50,7 +50,8 @@ EVERY_AUGMENTATION = {"train.augment_rc": True, "train.jitter": 3, "train.evo_de
                       "train.evo_mutate_frac": 0.05, "train.finetune_steps": 15}
 
 
-@pytest.mark.parametrize("halt_after, augmentation", [(20, {}), (13, EVERY_AUGMENTATION)])
+@pytest.mark.parametrize("halt_after, augmentation",
+                         [(20, {}), pytest.param(13, EVERY_AUGMENTATION, marks=pytest.mark.slow)])
 def test_resume_gives_the_same_final_metrics(synth_dir, tmp_path, halt_after, augmentation):
     cfg = _config(synth_dir, **{"train.steps": 40, "train.eval_every": 20, **augmentation})
     straight = train_and_evaluate(cfg, tmp_path / "straight", progress=False)
