@@ -1,5 +1,6 @@
 """One training job over 2 processes x 4 CPU devices (jax.distributed, gloo, coordinator on 127.0.0.1)."""
 import json
+import random
 import signal
 import time
 
@@ -11,6 +12,7 @@ import yaml
 from conftest import launch_two_processes, wait_all
 from tfbind_dist import config as C
 from tfbind_dist.training.loop import train_and_evaluate
+from tfbind_dist.training.preemption import PREEMPTED_EXIT_CODE
 
 STEPS, EVAL_EVERY = 40, 10
 
@@ -48,7 +50,8 @@ def test_two_processes_match_one_process_and_resume_after_kill(synth_dir, tmp_pa
     1 x 1 differ from 1 x 8 by up to 6e-5 after 40 steps, 2 x 4 by up to 4e-5, and the
     magnitude moves with the CPU's SIMD width, which is why a fixed 1e-4 failed on another
     box (1.7e-4). A process that gathered another slice of the global batch changes the loss
-    of step 1 itself.
+    of step 1 itself. The resumed job went through a SIGTERM (both processes stop at one step) and
+    a SIGKILL before it ends as the uninterrupted 2 x 4 run does.
     """
     import jax
 
@@ -71,9 +74,24 @@ def test_two_processes_match_one_process_and_resume_after_kill(synth_dir, tmp_pa
     auroc_noise = abs(twin["best_valid_auroc"] - single["best_valid_auroc"])
     assert abs(two["best_valid_auroc"] - single["best_valid_auroc"]) <= max(10 * auroc_noise, 2e-3)
 
+    # a preemption notice (SIGTERM) reaching one process: JAX's preemption service tells the other, both stop
+    # after the same step, save it and exit 143; then that job is SIGKILLed mid-run and resumed
     killed = tmp_path / "killed"
     procs = launch_two_processes(config_path, killed)
-    deadline = time.time() + 900  # generous: the CI box may be loaded
+    deadline = time.time() + 900
+    while not (killed / "progress.json").exists():
+        assert all(p.poll() is None for p in procs) and time.time() < deadline, "ended before it trained"
+        time.sleep(0.05)
+    time.sleep(random.Random().uniform(0.0, 0.5))
+    procs[1].send_signal(signal.SIGTERM)
+    stopped = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
+        stopped.append(json.loads(out[out.index("{"):])["step"])
+    assert stopped[0] == stopped[1] == _latest_step(killed) and 0 < stopped[0] < STEPS, stopped
+
+    procs = launch_two_processes(config_path, killed)
     while _latest_step(killed) < 2 * EVAL_EVERY and time.time() < deadline:
         assert all(p.poll() is None for p in procs), "finished before it could be killed"
         time.sleep(0.1)
@@ -85,7 +103,7 @@ def test_two_processes_match_one_process_and_resume_after_kill(synth_dir, tmp_pa
 
     wait_all(launch_two_processes(config_path, killed))
     resumed = json.loads((killed / "summary.json").read_text())
-    assert resumed["resumed_from"] and resumed["resumed_from"][-1] >= checkpoint_step
+    assert resumed["resumed_from"][0] == stopped[0] and resumed["resumed_from"][-1] >= checkpoint_step
     for key in ("best_step", "best_valid_auroc", "test_auroc", "test_loss", "test_accuracy"):
         assert resumed[key] == pytest.approx(two[key], abs=1e-6), key
     np.testing.assert_allclose(_losses(killed).value, b.value, atol=1e-6)

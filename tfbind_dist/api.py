@@ -459,13 +459,15 @@ def _run_config(config) -> config_lib.RunConfig:
     return recipe(config)
 
 
-def train(config, workdir, *, progress: bool = True, distributed=None) -> dict[str, Any]:
+def train(config, workdir, *, progress: bool = True, distributed=None, preemptible: bool = False) -> dict[str, Any]:
     """Train one TF model (data-parallel over every local device) into `workdir` and return its summary.
 
     `config`: a RunConfig (e.g. from `recipe`), a dict of sections, a recipe name or YAML path, or None
     (the default recipe). Re-running with the same `workdir` resumes; a finished run is not retrained.
     `distributed`: a `DistributedSpec` for one process of a multi-host job (default: from the
-    TFBIND_* environment variables, if set).
+    TFBIND_* environment variables, if set). `preemptible`: SIGTERM (a spot VM's or pod's stop) or SIGINT
+    finishes the step in flight, checkpoints that step within `train.preempt_grace` seconds and returns
+    a summary with status "preempted"; training the same `workdir` again resumes from it.
     """
     from tfbind_dist.data.sources import check_data
 
@@ -477,7 +479,7 @@ def train(config, workdir, *, progress: bool = True, distributed=None) -> dict[s
 
     initialize(distributed if distributed is not None and distributed.enabled else DistributedSpec.from_env())
     with writes_to(workdir, resumes="it resumes from the run's last checkpoint"):
-        return train_and_evaluate(config, workdir, progress=progress)
+        return train_and_evaluate(config, workdir, progress=progress, preemptible=preemptible)
 
 
 def train_pack(configs, workdirs, *, progress: bool = True) -> list[dict[str, Any]]:

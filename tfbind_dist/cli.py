@@ -14,6 +14,7 @@ import sys
 from tfbind_dist import api
 from tfbind_dist import config as C
 from tfbind_dist.errors import TfbindError
+from tfbind_dist.training.preemption import PREEMPTED_EXIT_CODE
 
 EPILOG = "Docs: README.md. Every command exits non-zero with one line naming the bad file/row/field on bad input."
 SPLITS = ["train", "valid", "test"]
@@ -30,7 +31,12 @@ def cmd_train(args) -> int:
     overrides = {**{k: v for k, v in flags.items() if v is not None}, **C.parse_set_args(args.set)}
     config = api.recipe(args.config or args.recipe, overrides)
     spec = api.DistributedSpec(args.coordinator, args.num_processes, args.process_id, args.distributed_auto)
-    print(json.dumps(api.train(config, args.out, progress=not args.quiet, distributed=spec), indent=2))
+    summary = api.train(config, args.out, progress=not args.quiet, distributed=spec, preemptible=True)
+    print(json.dumps(summary, indent=2))
+    if summary["status"] == "preempted":
+        print(f"tfbind: {summary['tf']}/{summary['model']} stopped by {summary['signal']} at step {summary['step']}, "
+              "its checkpoint saved: the same command resumes from that step", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0
 
 
@@ -237,7 +243,11 @@ def _parser_train(sub) -> None:
                        description="Train one TF model with the default recipe (or --recipe chapter, --config, --set "
                                    "overrides), data-parallel over every local device. Writes RUN_DIR/{config.yaml, "
                                    "metrics.parquet, checkpoints/, summary.json, learning_curve.png, tb/}. Re-running "
-                                   "with the same --out resumes from the latest checkpoint.")
+                                   "with the same --out resumes from the latest checkpoint. SIGTERM (a spot VM's or pod's "
+                                   "stop) or Ctrl-C: the step in flight finishes, a checkpoint of that step is written "
+                                   "within train.preempt_grace seconds (default 20; --set train.preempt_grace=S) and the "
+                                   "command exits with status 143; the same command resumes from that step. A second "
+                                   "signal stops at once.")
     base = p.add_mutually_exclusive_group()
     base.add_argument("--recipe", help="named recipe (default: 'default', the strong general recipe; 'evoaug', the "
                                        "default's model trained on evolution-inspired augmentations, a little "

@@ -19,7 +19,7 @@ from tfbind_dist.registry import MODEL_PRESETS, N_POLICIES, SPLITS, TFS  # noqa:
 from tfbind_dist.storage import epath, is_remote
 
 # Settings of how one invocation runs, not of what it trains (ignored when resuming or naming a job).
-OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout", "train.steps_per_dispatch")
+OPERATIONAL_KEYS = ("train.halt_after", "train.stall_timeout", "train.steps_per_dispatch", "train.preempt_grace")
 # Settings added after runs and sweeps existed: left out of the identity while at their default (off), so those
 # runs resume and those sweep jobs keep their ids.
 LATER_KEYS = ("train.evo_mutate_frac", "train.evo_delete_max", "train.evo_insert_max", "train.evo_invert_max",
@@ -85,6 +85,7 @@ class TrainConfig:
     halt_after: int | None = None  # stop this invocation after N more steps (preemption drill)
     steps_per_dispatch: int = 1  # train steps per device dispatch (less host overhead; halt_after stops at a block end)
     stall_timeout: float = 600.0  # exit (status 75) when a step, evaluation or checkpoint makes no progress this long (0 = never)
+    preempt_grace: float = 20.0  # after SIGTERM/SIGINT: seconds to finish the step and save it before giving up (status 143)
 
 
 @dataclass
@@ -137,6 +138,7 @@ class RunConfig:
             (self.train.patience >= 0, "train.patience", "zero or positive"),
             (self.train.steps_per_dispatch > 0, "train.steps_per_dispatch", "positive"),
             (self.train.stall_timeout >= 0, "train.stall_timeout", "zero or positive"),
+            (self.train.preempt_grace > 0, "train.preempt_grace", "positive"),
             (self.data.eval_batch_size > 0, "data.eval_batch_size", "positive"),
             (self.data.flank >= 0, "data.flank", "zero or positive"),
             (not self.data.flank or self.train.jitter <= self.data.flank, "train.jitter",

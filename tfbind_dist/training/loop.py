@@ -36,6 +36,7 @@ from tfbind_dist.training.checkpoint import RunCheckpoints, publishes
 from tfbind_dist.training.evaluate import evaluate_split
 from tfbind_dist.training.mesh import MeshPlan, check_batch_divisible, make_mesh
 from tfbind_dist.training.pacing import DispatchWindow, StallWatchdog
+from tfbind_dist.training.preemption import StopRequest, stop_on_signals
 from tfbind_dist.training.packing import PackedProgram, SoloProgram
 from tfbind_dist.training.plots import plot_learning_curve
 from tfbind_dist.training.state import create_state, make_optimizer
@@ -207,8 +208,8 @@ class Member:
         self.record["wall_seconds"] += time.time() - self.started
         self.started = time.time()
 
-    def halt(self, state, watchdog: StallWatchdog) -> dict[str, Any]:
-        """Leave a resumable checkpoint at this exact step (`train.halt_after`)."""
+    def halt(self, state, watchdog: StallWatchdog, stopped_by: str | None = None) -> dict[str, Any]:
+        """Leave a resumable checkpoint at this exact step (`train.halt_after`, or a signal `stopped_by`)."""
         with watchdog.phase(f"checkpoint of {self.label}", self.step):
             self.flush_train_losses()
             self.metrics.flush()
@@ -217,8 +218,11 @@ class Member:
                 self.checkpoints.save_latest(self.step, state, self.batches, self.record)
             self.checkpoints.wait()
         self.close()
-        self.report("halted", self.step)
-        return {"status": "halted", "step": self.step, "tf": self.config.data.tf, "model": self.config.model.name}
+        status = "halted" if stopped_by is None else "preempted"
+        self.report(status, self.step)
+        extra = {} if stopped_by is None else {"signal": stopped_by}
+        return {"status": status, "step": self.step, "tf": self.config.data.tf, "model": self.config.model.name,
+                **extra}
 
     def finish(self, state, watchdog: StallWatchdog, pack_size: int) -> dict[str, Any]:
         """Test metrics of the best checkpoint, the learning curve and the run summary."""
@@ -278,30 +282,34 @@ class Member:
         self.metrics.close()
 
 
-def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool = True, devices=None) -> dict[str, Any]:
+def train_and_evaluate(config: RunConfig, workdir: str | Path, *, progress: bool = True, devices=None,
+                       preemptible: bool = False) -> dict[str, Any]:
     """Train one TF model on every visible device; resume if `workdir` holds a checkpoint.
 
     Returns the run summary (also written to `workdir/summary.json`). With
     `train.halt_after`, stops early after that many steps with a resumable checkpoint
     and returns a summary whose `status` is "halted". `devices` restricts the mesh
-    (default: every device of every process).
+    (default: every device of every process). `preemptible`: SIGTERM or SIGINT finishes the step in
+    flight, checkpoints it within `train.preempt_grace` seconds and returns status "preempted"
+    (`training/preemption.py`).
     """
-    return _train_runs([config], [workdir], packed=False, progress=progress, devices=devices)[0]
+    return _train_runs([config], [workdir], packed=False, progress=progress, devices=devices,
+                       preemptible=preemptible)[0]
 
 
 def train_pack(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *, progress: bool = True,
-               devices=None) -> list[dict[str, Any]]:
+               devices=None, preemptible: bool = False) -> list[dict[str, Any]]:
     """Train several runs of one architecture and batch shape as one vmapped program, each into its own
     run directory (see `training/packing.py` for what members may differ in). Returns their summaries,
     in order; finished members are not trained again, the others resume from their own checkpoints."""
     if jax.process_count() > 1:
         raise ConfigError("a pack runs in one process; run multi-host jobs unpacked (pack: 1)")
     check_packable(configs)
-    return _train_runs(configs, workdirs, packed=True, progress=progress, devices=devices)
+    return _train_runs(configs, workdirs, packed=True, progress=progress, devices=devices, preemptible=preemptible)
 
 
 def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *, packed: bool, progress: bool,
-                devices) -> list[dict[str, Any]]:
+                devices, preemptible: bool = False) -> list[dict[str, Any]]:
     if len(set(map(str, workdirs))) != len(workdirs):
         raise ConfigError("the runs of one pack need a run directory each")
     runs = [RunDir(w) for w in workdirs]
@@ -324,9 +332,12 @@ def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *,
     if packed:  # one compiled evaluation for the pack: inference never uses the members' dropout rates
         for member in members[1:]:
             member.logits_fn = members[0].logits_fn
+    label = members[0].label if len(members) == 1 else f"a pack of {len(members)}"
+    stop = StopRequest(members[0].tcfg.preempt_grace, label) if preemptible else None
     try:
-        for i, summary in zip(todo, _train(members, plan, packed=packed, progress=progress)):
-            summaries[i] = summary
+        with stop_on_signals(stop):
+            for i, summary in zip(todo, _train(members, plan, packed=packed, progress=progress, stop=stop)):
+                summaries[i] = summary
     except BaseException as err:
         if storage_fault(err) is not None:  # a full disk or refused write: stop orbax's threads quietly
             for member in members:
@@ -338,9 +349,10 @@ def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *,
     return summaries
 
 
-def _train(members: list[Member], plan: MeshPlan, *, packed: bool, progress: bool) -> list[dict[str, Any]]:
-    """Resume every member from its latest checkpoint, train, evaluate and checkpoint each to its end;
-    their summaries."""
+def _train(members: list[Member], plan: MeshPlan, *, packed: bool, progress: bool,
+           stop: StopRequest | None = None) -> list[dict[str, Any]]:
+    """Resume every member from its latest checkpoint, train, evaluate and checkpoint each to its end (or,
+    once `stop` is requested, to the end of the dispatch in flight); their summaries."""
     program = (PackedProgram if packed else SoloProgram)(members, plan)
     per_dispatch = members[0].tcfg.steps_per_dispatch
     results: list[dict[str, Any] | None] = [None] * len(members)
@@ -378,9 +390,13 @@ def _train(members: list[Member], plan: MeshPlan, *, packed: bool, progress: boo
                     shown = member.evaluate_and_checkpoint(program.member_state(index), watchdog)
                     bar.set_postfix_str(f"{member.label} step {member.step} loss={shown['loss']:.4f} "
                                         f"valid_auroc={shown['auroc']:.4f} best={member.record['best_auroc']:.4f}")
+            if stop is not None and stop.requested(dispatches):
+                for member in members:
+                    member.end_step = min(member.end_step, member.step)
         bar.close()
         window.drain()
         for index, member in enumerate(members):
-            if results[index] is None:  # halted before its end
-                results[index] = member.halt(program.member_state(index), watchdog)
+            if results[index] is None:  # halted (or stopped by a signal) before its end
+                results[index] = member.halt(program.member_state(index), watchdog,
+                                             stopped_by=None if stop is None else stop.signal_name)
     return results
