@@ -13,8 +13,7 @@ import sys
 
 from tfbind_dist import api
 from tfbind_dist import config as C
-from tfbind_dist.errors import TfbindError
-from tfbind_dist.training.preemption import PREEMPTED_EXIT_CODE
+from tfbind_dist.errors import PREEMPTED_EXIT_CODE, TfbindError
 
 EPILOG = "Docs: README.md. Every command exits non-zero with one line naming the bad file/row/field on bad input."
 SPLITS = ["train", "valid", "test"]

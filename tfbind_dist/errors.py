@@ -6,6 +6,10 @@ exception is a bug and keeps its traceback. In Python, catch `TfbindError` for a
 """
 from __future__ import annotations
 
+# A run stopped by SIGTERM/SIGINT after checkpointing (`training/preemption.py`): 128 + SIGTERM, what schedulers
+# (Kubernetes, Slurm, Ray) read as "terminated: retry". Here so that the command line needs no training import.
+PREEMPTED_EXIT_CODE = 143
+
 
 class TfbindError(Exception):
     """Base of every user error the package raises on purpose."""

@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Iterator
 
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what schedulers (Kubernetes, Slurm, Ray) read as "terminated: retry"
+from tfbind_dist.errors import PREEMPTED_EXIT_CODE  # noqa: F401 (re-exported: the status a stopped run exits with)
 
 
 class StopRequest:
