@@ -332,8 +332,7 @@ def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *,
     if packed:  # one compiled evaluation for the pack: inference never uses the members' dropout rates
         for member in members[1:]:
             member.logits_fn = members[0].logits_fn
-    label = members[0].label if len(members) == 1 else f"a pack of {len(members)}"
-    stop = StopRequest(members[0].tcfg.preempt_grace, label) if preemptible else None
+    stop = StopRequest(members[0].tcfg.preempt_grace, _runs_label(members)) if preemptible else None
     try:
         with stop_on_signals(stop):
             for i, summary in zip(todo, _train(members, plan, packed=packed, progress=progress, stop=stop)):
@@ -349,6 +348,13 @@ def _train_runs(configs: Sequence[RunConfig], workdirs: Sequence[str | Path], *,
     return summaries
 
 
+def _runs_label(members: list[Member]) -> str:
+    """What the console calls the runs trained together: `CTCF/conv_v2`, or `a pack of 2 (CTCF/..., ZNF24/...)`."""
+    if len(members) == 1:
+        return members[0].label
+    return f"a pack of {len(members)} ({', '.join(m.label for m in members)})"
+
+
 def _train(members: list[Member], plan: MeshPlan, *, packed: bool, progress: bool,
            stop: StopRequest | None = None) -> list[dict[str, Any]]:
     """Resume every member from its latest checkpoint, train, evaluate and checkpoint each to its end (or,
@@ -361,9 +367,7 @@ def _train(members: list[Member], plan: MeshPlan, *, packed: bool, progress: boo
                disable=not (progress and is_primary()), unit="step", dynamic_ncols=True,
                desc=lead.label if len(members) == 1 else f"pack of {len(members)} {lead.config.model.name}")
     window = DispatchWindow(DISPATCH_DEPTH)
-    label = f"training {lead.label}" if len(members) == 1 else \
-        f"training a pack of {len(members)} ({', '.join(m.label for m in members)})"
-    watchdog = StallWatchdog(lead.tcfg.stall_timeout, label=label)
+    watchdog = StallWatchdog(lead.tcfg.stall_timeout, label=f"training {_runs_label(members)}")
     dispatches = 0
     with watchdog:
         while True:

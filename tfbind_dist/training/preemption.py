@@ -54,11 +54,10 @@ class StopRequest:
         return False
 
     def _start_clock(self) -> None:
-        if self.grace_seconds > 0:
-            self._timer = threading.Timer(self.grace_seconds, self._exit, args=(
-                f"its checkpoint did not finish within train.preempt_grace={self.grace_seconds:g} s and was given up",))
-            self._timer.daemon = True
-            self._timer.start()
+        self._timer = threading.Timer(self.grace_seconds, self._exit, args=(
+            f"its checkpoint did not finish within train.preempt_grace={self.grace_seconds:g} s and was given up",))
+        self._timer.daemon = True
+        self._timer.start()
 
     def _exit(self, why: str) -> None:
         print(f"tfbind: {self.label} stopped by {self.signal_name}: {why}; the same command resumes from the "
